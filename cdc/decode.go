@@ -1,0 +1,245 @@
+package cdc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// assembler turns the pgoutput messages of one replication session into
+// batches. It is not safe for concurrent use.
+type assembler struct {
+	batchSize int
+	logger    *slog.Logger
+	// relations is the relation cache: the latest Relation for each
+	// relation id. A Relation message replaces the entry with a new
+	// *Relation, so changes decoded earlier keep the one they were
+	// decoded with.
+	relations map[uint32]*Relation
+
+	inTx       bool
+	xid        uint32
+	commitLSN  pglogrepl.LSN
+	commitTime time.Time
+	index      uint32 // index of the next change in the transaction
+	cur        *Batch // the batch being filled, nil before the first change
+}
+
+// step is what one message yields.
+type step struct {
+	// batch is a batch ready to hand out, or nil.
+	batch *Batch
+	// changes counts the changes the message added.
+	changes int
+	// skippedEnd is the end LSN of a committed transaction that carried no
+	// change of the publication, so nothing was handed out for it; zero
+	// otherwise.
+	skippedEnd pglogrepl.LSN
+}
+
+func newAssembler(batchSize int, logger *slog.Logger) *assembler {
+	return &assembler{batchSize: batchSize, logger: logger, relations: make(map[uint32]*Relation)}
+}
+
+// reset forgets the relation cache and any unfinished transaction, for a
+// new session: the server sends Relation messages again and resends
+// every unconfirmed transaction from its start.
+func (a *assembler) reset() {
+	clear(a.relations)
+	a.inTx = false
+	a.cur = nil
+}
+
+// feed decodes one pgoutput message (the WAL data of an XLogData message).
+// It never keeps walData: pglogrepl copies tuple data, and logical message
+// contents are copied here.
+func (a *assembler) feed(walData []byte) (step, error) {
+	if len(walData) == 0 {
+		return step{}, errors.New("empty pgoutput message")
+	}
+	msg, err := pglogrepl.ParseV2(walData, false)
+	if err != nil {
+		return step{}, fmt.Errorf("parse pgoutput message %q: %w", walData[0], err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		if a.inTx {
+			return step{}, fmt.Errorf("BEGIN of transaction %d inside transaction %d", m.Xid, a.xid)
+		}
+		a.inTx = true
+		a.xid, a.commitLSN, a.commitTime = m.Xid, m.FinalLSN, m.CommitTime
+		a.index = 0
+		a.cur = nil
+		return step{}, nil
+
+	case *pglogrepl.CommitMessage:
+		if !a.inTx {
+			return step{}, fmt.Errorf("COMMIT at %s outside a transaction", m.CommitLSN)
+		}
+		a.inTx = false
+		b := a.cur
+		a.cur = nil
+		if b == nil {
+			return step{skippedEnd: m.TransactionEndLSN}, nil
+		}
+		b.Last = true
+		b.EndLSN = m.TransactionEndLSN
+		return step{batch: b}, nil
+
+	case *pglogrepl.RelationMessageV2:
+		rel := &Relation{
+			ID:              m.RelationID,
+			Schema:          m.Namespace,
+			Table:           m.RelationName,
+			ReplicaIdentity: m.ReplicaIdentity,
+			Columns:         make([]Column, len(m.Columns)),
+		}
+		for i, c := range m.Columns {
+			rel.Columns[i] = Column{Name: c.Name, TypeOID: c.DataType, Key: c.Flags&1 != 0}
+		}
+		a.relations[m.RelationID] = rel
+		return step{}, nil
+
+	case *pglogrepl.InsertMessageV2:
+		rel, err := a.relation(m.RelationID)
+		if err != nil {
+			return step{}, err
+		}
+		newRow, err := tupleValues(m.Tuple, rel)
+		if err != nil {
+			return step{}, fmt.Errorf("insert into %s: %w", rel.QualifiedName(), err)
+		}
+		return a.add(Change{Op: OpInsert, Rel: rel, New: newRow})
+
+	case *pglogrepl.UpdateMessageV2:
+		rel, err := a.relation(m.RelationID)
+		if err != nil {
+			return step{}, err
+		}
+		newRow, err := tupleValues(m.NewTuple, rel)
+		if err != nil {
+			return step{}, fmt.Errorf("update of %s: new row: %w", rel.QualifiedName(), err)
+		}
+		oldRow, err := tupleValues(m.OldTuple, rel)
+		if err != nil {
+			return step{}, fmt.Errorf("update of %s: old row: %w", rel.QualifiedName(), err)
+		}
+		fillUnchanged(newRow, oldRow)
+		return a.add(Change{Op: OpUpdate, Rel: rel, New: newRow, Old: oldRow})
+
+	case *pglogrepl.DeleteMessageV2:
+		rel, err := a.relation(m.RelationID)
+		if err != nil {
+			return step{}, err
+		}
+		oldRow, err := tupleValues(m.OldTuple, rel)
+		if err != nil {
+			return step{}, fmt.Errorf("delete from %s: %w", rel.QualifiedName(), err)
+		}
+		return a.add(Change{Op: OpDelete, Rel: rel, Old: oldRow})
+
+	case *pglogrepl.LogicalDecodingMessageV2:
+		if !m.Transactional {
+			// Sent at once, whether or not its transaction commits.
+			return step{}, nil
+		}
+		// Content points into the connection's read buffer.
+		content := make([]byte, len(m.Content))
+		copy(content, m.Content)
+		return a.add(Change{Op: OpMessage, Prefix: m.Prefix, Content: content})
+
+	case *pglogrepl.TruncateMessageV2:
+		names := make([]string, 0, len(m.RelationIDs))
+		for _, id := range m.RelationIDs {
+			if rel, ok := a.relations[id]; ok {
+				names = append(names, rel.QualifiedName())
+			}
+		}
+		a.logger.Warn("TRUNCATE is not replicated; ignoring it", "tables", names, "xid", a.xid)
+		return step{}, nil
+
+	case *pglogrepl.TypeMessageV2, *pglogrepl.OriginMessage:
+		return step{}, nil
+
+	case *pglogrepl.StreamStartMessageV2, *pglogrepl.StreamStopMessageV2,
+		*pglogrepl.StreamCommitMessageV2, *pglogrepl.StreamAbortMessageV2:
+		return step{}, fmt.Errorf("unexpected %s message: streaming of in-progress transactions was not requested", msg.Type())
+	}
+	return step{}, fmt.Errorf("unexpected pgoutput message %s", msg.Type())
+}
+
+// relation returns the cached relation for id.
+func (a *assembler) relation(id uint32) (*Relation, error) {
+	rel, ok := a.relations[id]
+	if !ok {
+		return nil, fmt.Errorf("change for relation %d, which the server has not described", id)
+	}
+	return rel, nil
+}
+
+// add appends c to the current transaction. When the current batch is
+// full it is returned and c starts the next one, so the last batch of a
+// transaction is never empty.
+func (a *assembler) add(c Change) (step, error) {
+	if !a.inTx {
+		return step{}, fmt.Errorf("%s change outside a transaction", c.Op)
+	}
+	var full *Batch
+	if a.cur != nil && len(a.cur.Changes) >= a.batchSize {
+		full = a.cur
+		a.cur = nil
+	}
+	if a.cur == nil {
+		a.cur = &Batch{
+			Xid:        a.xid,
+			CommitLSN:  a.commitLSN,
+			CommitTime: a.commitTime,
+			Changes:    make([]Change, 0, min(a.batchSize, 64)),
+		}
+	}
+	c.Index = a.index
+	a.index++
+	a.cur.Changes = append(a.cur.Changes, c)
+	return step{batch: full, changes: 1}, nil
+}
+
+// tupleValues converts a pgoutput tuple of rel. A nil tuple gives nil.
+// The Data of text values is the tuple's own copy.
+func tupleValues(t *pglogrepl.TupleData, rel *Relation) ([]Value, error) {
+	if t == nil {
+		return nil, nil
+	}
+	if len(t.Columns) != len(rel.Columns) {
+		return nil, fmt.Errorf("tuple has %d columns, relation has %d", len(t.Columns), len(rel.Columns))
+	}
+	vals := make([]Value, len(t.Columns))
+	for i, c := range t.Columns {
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeNull:
+			vals[i] = Value{Kind: KindNull}
+		case pglogrepl.TupleDataTypeToast:
+			vals[i] = Value{Kind: KindUnchanged}
+		case pglogrepl.TupleDataTypeText:
+			vals[i] = Value{Kind: KindText, Data: c.Data}
+		default:
+			return nil, fmt.Errorf("column %s: unexpected tuple data type %q", rel.Columns[i].Name, c.DataType)
+		}
+	}
+	return vals, nil
+}
+
+// fillUnchanged replaces the unchanged TOASTed values of an update's new
+// row with the old row's values, when the server sent them.
+func fillUnchanged(newRow, oldRow []Value) {
+	if oldRow == nil {
+		return
+	}
+	for i := range newRow {
+		if newRow[i].Kind == KindUnchanged && oldRow[i].Kind == KindText {
+			newRow[i] = oldRow[i]
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/internal/app"
+)
+
+// configFlag parses --config (or WALHOOK_CONFIG) from args.
+func configFlag(name string, args []string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("walhook "+name, flag.ContinueOnError)
+	path := fs.String("config", os.Getenv("WALHOOK_CONFIG"), "the configuration file (default $WALHOOK_CONFIG)")
+	return fs, path
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, errors.New("no configuration: pass --config FILE or set WALHOOK_CONFIG")
+	}
+	return config.Load(path, os.LookupEnv)
+}
+
+// newLogger builds the process logger from the configuration.
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Writer) error {
+	fs, path := configFlag("run", args)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return exitError{2}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintln(stderr, ps.Error())
+			return exitError{1}
+		}
+		return err
+	}
+	log := newLogger(stderr, cfg.Log)
+
+	// A second SIGINT/SIGTERM exits at once, without waiting for deliveries.
+	go func() {
+		<-ctx.Done()
+		stopSignals()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		log.Warn("second signal: exiting at once")
+		os.Exit(1)
+	}()
+
+	reloads := make(chan *config.Config)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			next, err := loadConfig(*path)
+			if err != nil {
+				log.Error("configuration reload refused; keeping the running configuration", "error", err.Error())
+				continue
+			}
+			select {
+			case reloads <- next:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	log.Info("walhook starting", "version", version, "slot", cfg.Postgres.Slot, "webhooks", len(cfg.Webhooks))
+	err = app.Run(ctx, cfg, app.Options{Version: version, Logger: log, Reload: reloads})
+	if err != nil {
+		log.Error("walhook stopped", "error", err.Error())
+		return exitError{1}
+	}
+	log.Info("walhook stopped")
+	return nil
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs, path := configFlag("check", args)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return exitError{2}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				fmt.Fprintln(stdout, p.Error())
+			}
+			fmt.Fprintf(stdout, "%d problem(s) found\n", len(ps))
+			return exitError{1}
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d resources, %d webhooks)\n", *path, len(cfg.Resources), len(cfg.Webhooks))
+	return nil
+}

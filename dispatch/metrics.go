@@ -1,0 +1,171 @@
+package dispatch
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Delivery outcomes, the values of the outcome label.
+const (
+	OutcomeSuccess = "success" // delivered (2xx, 301, 302)
+	OutcomeFailed  = "failed"  // a delivery whose quick attempts were spent, or a failed retry of a parked one
+	OutcomeRetried = "retried" // an attempt that failed and was tried again
+	OutcomeParked  = "parked"  // written to the state schema for a later retry
+	OutcomeDropped = "dropped" // a parked delivery removed by the park limit
+	OutcomeSkipped = "skipped" // settled without sending: the webhook is paused or was removed
+)
+
+var outcomes = []string{OutcomeSuccess, OutcomeFailed, OutcomeRetried, OutcomeParked, OutcomeDropped, OutcomeSkipped}
+
+// Statuses a webhook can be in, for the status gauge.
+var statuses = []string{"active", "paused", "disabled"}
+
+// Metrics are the dispatcher's collectors.
+type Metrics struct {
+	Deliveries          *prometheus.CounterVec
+	Attempts            *prometheus.CounterVec
+	AttemptDuration     *prometheus.HistogramVec
+	ConsecutiveFailures *prometheus.GaugeVec
+	Status              *prometheus.GaugeVec
+	Disables            *prometheus.CounterVec
+	Pings               *prometheus.CounterVec
+	Events              *prometheus.CounterVec
+	OmittedColumns      *prometheus.CounterVec
+	QueueDepth          *prometheus.GaugeVec
+	InFlight            prometheus.Gauge
+	Parked              *prometheus.GaugeVec
+	SettledLSN          prometheus.Gauge
+	LagSeconds          prometheus.Gauge
+	Transactions        prometheus.Counter
+}
+
+// NewMetrics creates the dispatcher's collectors and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_deliveries_total",
+			Help: "Deliveries by webhook, topic and outcome (success, failed, retried, parked, dropped, skipped).",
+		}, []string{"webhook", "topic", "outcome"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_delivery_attempts_total",
+			Help: "HTTP delivery attempts by webhook and response status class (2xx, 3xx, 4xx, 5xx, error).",
+		}, []string{"webhook", "code"}),
+		AttemptDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "walhook_delivery_attempt_duration_seconds",
+			Help:    "Duration of HTTP delivery attempts, from sending the request to reading the response.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"webhook"}),
+		ConsecutiveFailures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "walhook_webhook_consecutive_failures",
+			Help: "Consecutive failed deliveries of a webhook; it is disabled when this exceeds delivery.max_failures.",
+		}, []string{"webhook"}),
+		Status: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "walhook_webhook_status",
+			Help: "A webhook's status: 1 for its current status (active, paused, disabled), 0 for the others.",
+		}, []string{"webhook", "status"}),
+		Disables: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_webhook_disables_total",
+			Help: "Times a webhook was disabled automatically after failed deliveries or a 410 Gone.",
+		}, []string{"webhook"}),
+		Pings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_pings_total",
+			Help: "Activation pings by webhook and result (success when the receiver answered 200, failed otherwise).",
+		}, []string{"webhook", "result"}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_events_total",
+			Help: "Events decoded from the replication stream by topic.",
+		}, []string{"topic"}),
+		OmittedColumns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_payload_omitted_columns_total",
+			Help: "Columns left out of a payload because the server sent an unchanged TOASTed value without the old row (set REPLICA IDENTITY FULL).",
+		}, []string{"resource"}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "walhook_queue_depth",
+			Help: "Deliveries queued in memory for a webhook, waiting for a free delivery lane.",
+		}, []string{"webhook"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_deliveries_in_flight",
+			Help: "HTTP delivery attempts in progress.",
+		}),
+		Parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "walhook_parked_deliveries",
+			Help: "Deliveries parked in the state schema for a webhook, waiting for a retry or for the webhook to be re-enabled.",
+		}, []string{"webhook"}),
+		SettledLSN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_settled_lsn",
+			Help: "End position of the newest transaction settled for every webhook, as a number.",
+		}),
+		LagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_replication_lag_seconds",
+			Help: "Age of the oldest unsettled transaction (now minus its commit time); 0 when nothing is pending.",
+		}),
+		Transactions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "walhook_transactions_routed_total",
+			Help: "Committed transactions routed to webhooks.",
+		}),
+	}
+	reg.MustRegister(m.Deliveries, m.Attempts, m.AttemptDuration, m.ConsecutiveFailures, m.Status, m.Disables,
+		m.Pings, m.Events, m.OmittedColumns, m.QueueDepth, m.InFlight, m.Parked, m.SettledLSN, m.LagSeconds, m.Transactions)
+	return m
+}
+
+// hookMetrics are one webhook's series, resolved once.
+type hookMetrics struct {
+	outcome  map[string]prometheus.Counter
+	duration prometheus.Observer
+	attempts map[string]prometheus.Counter
+	failures prometheus.Gauge
+	disables prometheus.Counter
+	queue    prometheus.Gauge
+	parked   prometheus.Gauge
+}
+
+func (m *Metrics) forHook(id, topic string) *hookMetrics {
+	h := &hookMetrics{
+		outcome:  make(map[string]prometheus.Counter, len(outcomes)),
+		attempts: make(map[string]prometheus.Counter, 5),
+		duration: m.AttemptDuration.WithLabelValues(id),
+		failures: m.ConsecutiveFailures.WithLabelValues(id),
+		disables: m.Disables.WithLabelValues(id),
+		queue:    m.QueueDepth.WithLabelValues(id),
+		parked:   m.Parked.WithLabelValues(id),
+	}
+	for _, o := range outcomes {
+		h.outcome[o] = m.Deliveries.WithLabelValues(id, topic, o)
+	}
+	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
+		h.attempts[c] = m.Attempts.WithLabelValues(id, c)
+	}
+	m.Pings.WithLabelValues(id, "success")
+	m.Pings.WithLabelValues(id, "failed")
+	return h
+}
+
+func (m *Metrics) setStatus(id, status string) {
+	for _, s := range statuses {
+		v := 0.0
+		if s == status {
+			v = 1
+		}
+		m.Status.WithLabelValues(id, s).Set(v)
+	}
+}
+
+// forget removes a deleted webhook's series.
+func (m *Metrics) forget(id, topic string) {
+	for _, o := range outcomes {
+		m.Deliveries.DeleteLabelValues(id, topic, o)
+	}
+	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
+		m.Attempts.DeleteLabelValues(id, c)
+	}
+	for _, s := range statuses {
+		m.Status.DeleteLabelValues(id, s)
+	}
+	m.AttemptDuration.DeleteLabelValues(id)
+	m.ConsecutiveFailures.DeleteLabelValues(id)
+	m.Disables.DeleteLabelValues(id)
+	m.QueueDepth.DeleteLabelValues(id)
+	m.Parked.DeleteLabelValues(id)
+	m.Pings.DeleteLabelValues(id, "success")
+	m.Pings.DeleteLabelValues(id, "failed")
+}
