@@ -1,6 +1,8 @@
 package cdc
 
 import (
+	"log/slog"
+	"os"
 	"context"
 	"fmt"
 	"strconv"
@@ -434,6 +436,7 @@ func TestReaderStartLSN(t *testing.T) {
 
 	calls := 0
 	cfg.StartLSN = func(context.Context) (pglogrepl.LSN, error) { calls++; return settled, nil }
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := runReader(t, cfg)
 	cs := changes(h.nextTx())
 	if id := text(cs[0].New, 0); id != "2" {
