@@ -1,8 +1,6 @@
 package cdc
 
 import (
-	"log/slog"
-	"os"
 	"context"
 	"fmt"
 	"strconv"
@@ -268,7 +266,7 @@ func TestReaderIdleSlotAdvances(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		pgtest.Exec(t, url, fmt.Sprintf(`INSERT INTO other (v) VALUES ('%d')`, i))
 	}
-	target := queryLSN(t, url, "SELECT pg_current_wal_lsn()::text")
+	target := queryLSN(t, url, "SELECT pg_current_wal_insert_lsn()::text")
 	eventually(t, "the idle slot's confirmed position passes the unpublished writes", func() bool {
 		return slotConfirmed(t, url, "walhook") >= target
 	})
@@ -431,12 +429,11 @@ func TestReaderStartLSN(t *testing.T) {
 	// Two transactions while no reader runs; the caller has settled the
 	// first one already.
 	pgtest.Exec(t, url, `INSERT INTO orders (id, status) VALUES (1, 'settled')`)
-	settled := queryLSN(t, url, "SELECT pg_current_wal_lsn()::text")
+	settled := queryLSN(t, url, "SELECT pg_current_wal_insert_lsn()::text")
 	pgtest.Exec(t, url, `INSERT INTO orders (id, status) VALUES (2, 'new')`)
 
 	calls := 0
 	cfg.StartLSN = func(context.Context) (pglogrepl.LSN, error) { calls++; return settled, nil }
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := runReader(t, cfg)
 	cs := changes(h.nextTx())
 	if id := text(cs[0].New, 0); id != "2" {

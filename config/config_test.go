@@ -581,3 +581,19 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("example does not show the defaults: %+v", c)
 	}
 }
+
+func TestURLErrorsQuoteNothing(t *testing.T) {
+	for _, s := range []string{"https://u:ab%zzcd@h.example.com/", "https://u:p@h.example.com:se%cret/", "postgres://u:ab%zzcd@h/db"} {
+		var msg string
+		if strings.HasPrefix(s, "postgres") {
+			_, err := postgresURL(s)
+			msg = fmt.Sprint(err)
+		} else {
+			_, err := httpURL(s)
+			msg = fmt.Sprint(err)
+		}
+		if strings.Contains(msg, "zz") || strings.Contains(msg, "se%") || strings.Contains(msg, `"`) {
+			t.Errorf("message for %s quotes it: %s", s, msg)
+		}
+	}
+}

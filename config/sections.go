@@ -114,8 +114,8 @@ func (d *decoder) retry(path string, n *yaml.Node, r *Retry) {
 		{name: "backoff", decode: scalarField(d, &r.Backoff, "a duration", duration(time.Millisecond, time.Minute))},
 		{name: "max_backoff", decode: scalarField(d, &r.MaxBackoff, "a duration", duration(time.Millisecond, time.Hour))},
 		{name: "retry_after_cap", decode: scalarField(d, &r.RetryAfterCap, "a duration", duration(0, time.Hour))},
-		{name: "parked_backoff", decode: scalarField(d, &r.ParkedBackoff, "a duration", duration(time.Second, 24*time.Hour))},
-		{name: "parked_max_backoff", decode: scalarField(d, &r.ParkedMaxBackoff, "a duration", duration(time.Second, 7*24*time.Hour))},
+		{name: "parked_backoff", decode: scalarField(d, &r.ParkedBackoff, "a duration", duration(10*time.Millisecond, 24*time.Hour))},
+		{name: "parked_max_backoff", decode: scalarField(d, &r.ParkedMaxBackoff, "a duration", duration(10*time.Millisecond, 7*24*time.Hour))},
 	})
 	d.ordered(path, got, "backoff", "max_backoff", r.Backoff, r.MaxBackoff)
 	d.ordered(path, got, "parked_backoff", "parked_max_backoff", r.ParkedBackoff, r.ParkedMaxBackoff)
@@ -297,4 +297,3 @@ func listOf[T any](d *decoder, path string, n *yaml.Node, want string, parse fun
 	})
 	return out
 }
-

@@ -177,11 +177,7 @@ var (
 func httpURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("is not a valid URL: %v", err)
+		return nil, fmt.Errorf("is not a valid URL: %s", urlErrorText(err))
 	}
 	if u.Scheme == "" {
 		return nil, errors.New("must be an absolute http or https URL, with scheme and host")
@@ -239,12 +235,26 @@ func connStringError(connString string, err error) string {
 	msg := strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
 	var ue *url.Error
 	if errors.As(pce, &ue) {
-		msg = strings.ReplaceAll(msg, ue.Error(), ue.Err.Error())
+		msg = strings.ReplaceAll(msg, ue.Error(), urlErrorText(ue))
 	}
 	if strings.Contains(msg, connString) || containsPassword(connString, msg) {
 		return vague
 	}
 	return msg
+}
+
+// quotedRE matches the quoted parts of net/url's messages.
+var quotedRE = regexp.MustCompile(` ?"[^"]*"`)
+
+// urlErrorText describes why net/url could not parse a URL without the
+// URL or the parts of it that its messages quote, such as an escape or a
+// port, which may be pieces of a password.
+func urlErrorText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return quotedRE.ReplaceAllString(err.Error(), "")
 }
 
 // passwordRE finds the password of a URL or keyword/value connection

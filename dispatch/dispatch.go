@@ -180,6 +180,7 @@ func (d *Dispatcher) Refresh(ctx context.Context) error {
 				h.def.Store(newHookDef(def))
 			}
 			h.revision = w.Revision
+			d.loadParked(ctx, h) // an operator may have discarded them
 			h.failures.Store(int64(w.FailureCount))
 			h.m.failures.Set(float64(w.FailureCount))
 			h.setStatus(parseStatus(w.Status))
@@ -219,16 +220,17 @@ func (d *Dispatcher) definitionLocked(w state.Webhook) (Definition, error) {
 
 func (d *Dispatcher) newHook(def Definition, w state.Webhook) *hook {
 	h := &hook{
-		d:          d,
-		id:         def.ID,
-		idLabel:    strconv.FormatInt(def.ID, 10),
-		revision:   w.Revision,
-		m:          d.opts.Metrics.forHook(strconv.FormatInt(def.ID, 10), def.Topic.String()),
-		lanes:      make([]chan *task, max(1, d.opts.Delivery.Concurrency)),
-		parkCh:     make(chan parkReq, laneQueue),
-		wake:       make(chan struct{}, 1),
-		parkedKeys: make(map[string]int),
-		stop:       make(chan struct{}),
+		d:           d,
+		id:          def.ID,
+		idLabel:     strconv.FormatInt(def.ID, 10),
+		revision:    w.Revision,
+		m:           d.opts.Metrics.forHook(strconv.FormatInt(def.ID, 10), def.Topic.String()),
+		lanes:       make([]chan *task, max(1, d.opts.Delivery.Concurrency)),
+		parkCh:      make(chan parkReq, laneQueue),
+		wake:        make(chan struct{}, 1),
+		parkedKeys:  make(map[string]int),
+		pendingKeys: make(map[string]int),
+		stop:        make(chan struct{}),
 	}
 	for i := range h.lanes {
 		h.lanes[i] = make(chan *task, laneQueue)
@@ -239,17 +241,29 @@ func (d *Dispatcher) newHook(def Definition, w state.Webhook) *hook {
 	h.failures.Store(int64(w.FailureCount))
 	h.m.failures.Set(float64(w.FailureCount))
 	h.delivered.Store(uint64(w.DeliveredThrough))
-	if keys, err := d.opts.Store.ParkedKeys(context.Background(), def.ID); err == nil {
-		n := 0
-		for k, c := range keys {
-			h.parkedKeys[k] = c
-			n += c
-		}
-		h.m.parked.Set(float64(n))
-	} else {
-		d.log.Error("read parked deliveries", "webhook_id", def.ID, "error", err)
-	}
+	d.loadParked(context.Background(), h)
 	return h
+}
+
+// loadParked reads which rows a webhook has parked deliveries for.
+func (d *Dispatcher) loadParked(ctx context.Context, h *hook) {
+	h.parkMu.Lock()
+	defer h.parkMu.Unlock()
+	keys, err := d.opts.Store.ParkedKeys(ctx, h.id)
+	if err != nil {
+		d.log.Error("read parked deliveries", "webhook_id", h.id, "error", err)
+		return
+	}
+	rows, size, err := d.opts.Store.ParkedCount(ctx, h.id)
+	if err != nil {
+		d.log.Error("read parked deliveries", "webhook_id", h.id, "error", err)
+		return
+	}
+	h.mu.Lock()
+	h.parkedKeys = keys
+	h.parkedRows, h.parkedSize = rows, size
+	h.mu.Unlock()
+	h.m.parked.Set(float64(rows))
 }
 
 // removeLocked takes a webhook out: its queued events are settled without
@@ -637,9 +651,7 @@ func (d *Dispatcher) Webhooks() []Snapshot {
 			s.LastAt = time.Unix(0, at)
 		}
 		h.mu.Lock()
-		for _, n := range h.parkedKeys {
-			s.ParkedRows += n
-		}
+		s.ParkedRows = int(h.parkedRows)
 		h.mu.Unlock()
 		commit, _, _, _ := h.tracker.position()
 		s.DeliveredTo = commit

@@ -123,9 +123,16 @@ type hook struct {
 	tracker   tracker       // per-webhook positions
 	delivered atomic.Uint64 // commit LSN through which this webhook had everything at start
 
-	mu         sync.Mutex
-	parkedKeys map[string]int // row keys with parked (or being parked) deliveries
-	breaker    bool           // the receiver is failing: park without trying until a retry succeeds
+	// parkMu serializes changes to this webhook's parked table with the
+	// in-memory view of it (parker, drainer, reload).
+	parkMu sync.Mutex
+
+	mu          sync.Mutex
+	parkedKeys  map[string]int // row keys with deliveries in the parked table
+	pendingKeys map[string]int // row keys with deliveries on their way to it
+	parkedRows  int64          // deliveries in the parked table
+	parkedSize  int64          // their body bytes
+	breaker     bool           // the receiver is failing: park without trying until a retry succeeds
 
 	lastAt   atomic.Int64 // unix nanos of the last delivery
 	lastCode atomic.Int64
@@ -232,9 +239,9 @@ func (h *hook) handle(ctx context.Context, t *task, def *hookDef, sg *signer) {
 		return
 	}
 	h.mu.Lock()
-	wait := h.breaker || h.parkedKeys[t.ev.rowKey] > 0
+	wait := h.breaker || h.parkedKeys[t.ev.rowKey]+h.pendingKeys[t.ev.rowKey] > 0
 	if wait {
-		h.parkedKeys[t.ev.rowKey]++
+		h.pendingKeys[t.ev.rowKey]++
 	}
 	h.mu.Unlock()
 	if wait {
@@ -268,7 +275,7 @@ func (h *hook) handle(ctx context.Context, t *task, def *hookDef, sg *signer) {
 	}
 	h.m.outcome[OutcomeFailed].Inc()
 	h.mu.Lock()
-	h.parkedKeys[t.ev.rowKey]++
+	h.pendingKeys[t.ev.rowKey]++
 	h.breaker = true
 	h.mu.Unlock()
 	h.park(ctx, parkReq{t: t, failure: &r, disable: r.code == http.StatusGone}, false)
@@ -288,11 +295,12 @@ func (h *hook) stopping() bool {
 func (h *hook) park(ctx context.Context, req parkReq, countKey bool) {
 	if countKey {
 		h.mu.Lock()
-		h.parkedKeys[req.t.ev.rowKey]++
+		h.pendingKeys[req.t.ev.rowKey]++
 		h.mu.Unlock()
 	}
 	select {
 	case h.parkCh <- req:
+	case <-h.stop:
 	case <-ctx.Done():
 	}
 }
@@ -401,6 +409,8 @@ func (h *hook) runParker(ctx context.Context) {
 }
 
 func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
+	h.parkMu.Lock()
+	defer h.parkMu.Unlock()
 	def := h.def.Load()
 	now := time.Now()
 	rows := make([]state.Parked, len(batch))
@@ -437,6 +447,11 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 		}
 		if errors.Is(err, state.ErrNotFound) {
 			// The webhook was deleted: nothing to keep.
+			h.mu.Lock()
+			for _, req := range batch {
+				decr(h.pendingKeys, req.t.ev.rowKey)
+			}
+			h.mu.Unlock()
 			for _, req := range batch {
 				h.settle(req.t, OutcomeSkipped)
 			}
@@ -459,20 +474,42 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 			"webhook_id", h.id, "failures", f.FailureCount, "max_failures", h.d.opts.Delivery.MaxFailures,
 			"last_response_code", last.code, "last_error", last.describe(), "last_response_body", last.excerpt)
 	}
-	h.m.parked.Add(float64(len(batch)))
+	var size int64
+	for _, r := range rows {
+		size += int64(len(r.Body))
+	}
 	limit := h.d.opts.Delivery.ParkLimit
-	dropped, err := h.d.opts.Store.TrimParked(ctx, h.id, limit.Rows, limit.Bytes)
-	if err != nil {
-		h.d.log.Warn("enforce park limit", "webhook_id", h.id, "error", err)
+	h.mu.Lock()
+	for _, req := range batch {
+		decr(h.pendingKeys, req.t.ev.rowKey)
+		h.parkedKeys[req.t.ev.rowKey]++
+	}
+	h.parkedRows += int64(len(rows))
+	h.parkedSize += size
+	over := h.parkedRows > limit.Rows || h.parkedSize > limit.Bytes
+	h.m.parked.Set(float64(h.parkedRows))
+	h.mu.Unlock()
+	var dropped []string
+	if over {
+		var droppedSize int64
+		var err error
+		dropped, droppedSize, err = h.d.opts.Store.TrimParked(ctx, h.id, limit.Rows, limit.Bytes)
+		if err != nil {
+			h.d.log.Warn("enforce park limit", "webhook_id", h.id, "error", err)
+		}
+		h.mu.Lock()
+		h.parkedRows -= int64(len(dropped))
+		h.parkedSize -= droppedSize
+		h.m.parked.Set(float64(h.parkedRows))
+		h.mu.Unlock()
 	}
 	if len(dropped) > 0 {
 		h.mu.Lock()
 		for _, k := range dropped {
-			h.unparkLocked(k)
+			decr(h.parkedKeys, k)
 		}
 		h.mu.Unlock()
 		h.m.outcome[OutcomeDropped].Add(float64(len(dropped)))
-		h.m.parked.Sub(float64(len(dropped)))
 		h.d.log.Warn("park limit reached: oldest parked deliveries dropped",
 			"webhook_id", h.id, "dropped", len(dropped), "max_rows", limit.Rows, "max_bytes", limit.Bytes)
 	}
@@ -483,11 +520,12 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 	return true
 }
 
-func (h *hook) unparkLocked(key string) {
-	if n := h.parkedKeys[key]; n > 1 {
-		h.parkedKeys[key] = n - 1
+// decr counts one less for key, forgetting it at zero.
+func decr(m map[string]int, key string) {
+	if n := m[key]; n > 1 {
+		m[key] = n - 1
 	} else {
-		delete(h.parkedKeys, key)
+		delete(m, key)
 	}
 }
 
@@ -565,7 +603,9 @@ func (h *hook) drainPass(ctx context.Context) (bool, error) {
 			r := h.attempt(ctx, def, newSigner(def.Secret), ev, p.DeliveryID, p.Attempts+1)
 			dr := state.DeliveryResult{At: time.Now(), Code: r.code, Error: r.describe()}
 			if r.ok() {
+				h.parkMu.Lock()
 				if err := store.DeleteParked(ctx, p, dr); err != nil {
+					h.parkMu.Unlock()
 					return false, err
 				}
 				h.lastAt.Store(dr.At.UnixNano())
@@ -573,11 +613,14 @@ func (h *hook) drainPass(ctx context.Context) (bool, error) {
 				h.failures.Store(0)
 				h.m.failures.Set(0)
 				h.m.outcome[OutcomeSuccess].Inc()
-				h.m.parked.Dec()
 				h.mu.Lock()
-				h.unparkLocked(p.RowKey)
+				h.parkedRows--
+				h.parkedSize -= int64(len(p.Body))
+				h.m.parked.Set(float64(h.parkedRows))
+				decr(h.parkedKeys, p.RowKey)
 				h.breaker = false
 				h.mu.Unlock()
+				h.parkMu.Unlock()
 				continue
 			}
 			if ctx.Err() != nil {

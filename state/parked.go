@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -63,8 +64,8 @@ func (s *Store) Park(ctx context.Context, park []Parked) error {
 // TrimParked enforces a webhook's park limit: while it holds more than
 // maxRows deliveries or more than maxBytes of bodies, the oldest are
 // deleted. It returns the deleted deliveries' row keys (their count is what
-// was dropped).
-func (s *Store) TrimParked(ctx context.Context, webhookID, maxRows, maxBytes int64) ([]string, error) {
+// was dropped) and how many body bytes went with them.
+func (s *Store) TrimParked(ctx context.Context, webhookID, maxRows, maxBytes int64) ([]string, int64, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH ranked AS (
 			SELECT id, row_key,
@@ -74,15 +75,26 @@ func (s *Store) TrimParked(ctx context.Context, webhookID, maxRows, maxBytes int
 		)
 		DELETE FROM `+s.schema+`.parked p USING ranked r
 		WHERE p.id = r.id AND (r.n > $2 OR r.bytes > $3)
-		RETURNING p.row_key`, webhookID, maxRows, maxBytes)
+		RETURNING p.row_key, octet_length(p.body)`, webhookID, maxRows, maxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("state: trim parked deliveries of webhook %d: %w", webhookID, err)
+		return nil, 0, fmt.Errorf("state: trim parked deliveries of webhook %d: %w", webhookID, err)
 	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("state: trim parked deliveries of webhook %d: %w", webhookID, err)
+	defer rows.Close()
+	var keys []string
+	var bytes int64
+	for rows.Next() {
+		var k string
+		var n int64
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, 0, fmt.Errorf("state: trim parked deliveries of webhook %d: %w", webhookID, err)
+		}
+		keys = append(keys, k)
+		bytes += n
 	}
-	return keys, nil
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("state: trim parked deliveries of webhook %d: %w", webhookID, err)
+	}
+	return keys, bytes, nil
 }
 
 // ParkedCount returns how many deliveries and body bytes webhook id has parked.
@@ -172,11 +184,27 @@ func (s *Store) RescheduleParked(ctx context.Context, p Parked, r DeliveryResult
 }
 
 // DiscardParked deletes every parked delivery of webhook id and returns how
-// many there were.
+// many there were. The webhook's revision moves, so a running walhook
+// notices.
 func (s *Store) DiscardParked(ctx context.Context, webhookID int64) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM `+s.schema+`.parked WHERE webhook_id = $1`, webhookID)
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM `+s.schema+`.parked WHERE webhook_id = $1`, webhookID)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		tag, err = tx.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET revision = revision + 1 WHERE id = $1`, webhookID)
+		if err == nil && tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return 0, err
+	}
 	if err != nil {
 		return 0, fmt.Errorf("state: discard parked deliveries of webhook %d: %w", webhookID, err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }

@@ -79,6 +79,7 @@ var (
 	errNumeric   = errors.New("malformed numeric")
 	errBool      = errors.New("malformed boolean")
 	errJSON      = errors.New("malformed JSON")
+	errTimeOfDay = errors.New("malformed time of day")
 	errTimeRange = errors.New("time of day out of range")
 )
 
@@ -223,6 +224,9 @@ func (c *valueCodec) appendValue(dst []byte, k kind, ac *arrayCodec, v []byte) (
 		}
 		return appendTime(dst, c.date.Time, c.date.InfinityModifier, layoutDate), nil
 	case kindTime:
+		if !validTimeOfDay(v) {
+			return dst, errTimeOfDay
+		}
 		if err := c.timePlan.Scan(v, &c.timeOfDay); err != nil {
 			return dst, err
 		}
@@ -284,6 +288,24 @@ func appendTimeOfDay(dst []byte, us int64) ([]byte, error) {
 		dst = append(dst, digits[:n]...)
 	}
 	return append(dst, '"'), nil
+}
+
+// validTimeOfDay reports whether s has the shape of a time of day as
+// PostgreSQL prints it, hh:mm:ss with an optional fraction of up to six
+// digits, which pgtype's more lenient parser then decodes.
+func validTimeOfDay(s []byte) bool {
+	if len(s) < 8 || s[2] != ':' || s[5] != ':' {
+		return false
+	}
+	for _, i := range [...]int{0, 1, 3, 4, 6, 7} {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	if len(s) == 8 {
+		return true
+	}
+	return s[8] == '.' && len(s) <= 15 && skipDigits(s, 9) == len(s) && len(s) > 9
 }
 
 func appendTwoDigits(dst []byte, n int64) []byte {

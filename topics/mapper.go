@@ -69,6 +69,30 @@ const maxScratch = 1 << 20
 // concurrent use: use one per goroutine. It compiles an encoder for each
 // *cdc.Relation it meets, once, and keeps one per relation ID: a new
 // Relation (after ALTER TABLE) replaces the encoder of the one before.
+//
+// Values arrive in PostgreSQL's text output format (TimeZone=UTC,
+// DateStyle=ISO, IntervalStyle=iso_8601) and become JSON by column type:
+//
+//   - int2, int4, int8, oid: numbers;
+//   - float4, float8: numbers, with NaN, Infinity and -Infinity as strings;
+//   - numeric: a string holding the exact text, e.g. "12.50";
+//   - bool: true or false;
+//   - json, jsonb: embedded as they are (checked to be valid JSON, nested
+//     at most 10000 deep, with invalid UTF-8 replaced by U+FFFD);
+//   - timestamptz: RFC 3339 in UTC with the fraction the value has,
+//     "2026-11-23T10:53:34.123456Z"; timestamp: the same without offset;
+//     date: "2026-11-23"; time: "10:53:34.5"; infinite values as the
+//     strings "infinity" and "-infinity"; years before 1 AD in
+//     astronomical numbering (1 BC is 0000, 44 BC is -0043);
+//   - bytea: a string of the bytes in padded standard base64;
+//   - arrays of the types pgtype knows: nested JSON arrays, one level per
+//     dimension (lower bounds dropped), elements typed by these same rules,
+//     NULL elements as null;
+//   - everything else (text types, uuid, inet, money, xml, interval, enums,
+//     domains, arrays of user types, other user types): a string of the text.
+//
+// SQL NULL is null. A malformed value makes Map fail with an error that
+// names the table, column and type.
 type Mapper struct {
 	tables    map[tableName]*resource
 	relations map[uint32]*relationEncoder
@@ -231,10 +255,10 @@ func (m *Mapper) Map(ch *cdc.Change) (ev Event, ok bool, err error) {
 	m.buf = m.buf[:0]
 	if ch.Op == cdc.OpDelete {
 		ev.Topic = e.res.deleted
-		cols := m.deletedColumns(e, ch.Old)
+		cols := e.deletedColumns(ch.Old)
 		m.buf, err = m.appendObject(m.buf, e, ch.Old, cols, &ev.Omitted)
 		if err == nil {
-			ev.Key = m.buildKey(ch.Old, nil, m.deletedKey(e, ch.Old))
+			ev.Key = m.buildKey(ch.Old, nil, e.deletedKey(ch.Old))
 		}
 	} else {
 		ev.Topic = e.res.created
@@ -262,7 +286,7 @@ func (m *Mapper) Map(ch *cdc.Change) (ev Event, ok bool, err error) {
 // (or, with DeletedPayloadOldRow and REPLICA IDENTITY FULL, every column)
 // when old has them, else the replica identity the server sent, else
 // every column old has.
-func (m *Mapper) deletedColumns(e *relationEncoder, old []cdc.Value) []int {
+func (e *relationEncoder) deletedColumns(old []cdc.Value) []int {
 	if e.res.oldRow && e.rel.ReplicaIdentity == 'f' && len(old) == len(e.columns) {
 		return e.all
 	}
@@ -277,7 +301,7 @@ func (m *Mapper) deletedColumns(e *relationEncoder, old []cdc.Value) []int {
 
 // deletedKey returns the columns Event.Key of a deletion is made of: the
 // key columns when old has them, else the replica identity's.
-func (m *Mapper) deletedKey(e *relationEncoder, old []cdc.Value) []int {
+func (e *relationEncoder) deletedKey(old []cdc.Value) []int {
 	if present(old, e.key) {
 		return e.key
 	}

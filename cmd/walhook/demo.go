@@ -89,13 +89,24 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(stdout, "walhook demo: making changes to the shop; press Ctrl-C to stop")
 	var wg sync.WaitGroup
 	runErr := make(chan error, 1)
+	listening := make(chan net.Addr, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		runErr <- app.Run(ctx, cfg, app.Options{Version: version, Logger: log})
+		runErr <- app.Run(ctx, cfg, app.Options{Version: version, Logger: log, Listening: func(a net.Addr) { listening <- a }})
 	}()
 	changesErr := make(chan error, 1)
-	go func() { changesErr <- demoChanges(ctx, conn) }()
+	go func() {
+		// Changes made before walhook streams would still be delivered
+		// (the slot keeps them), but starting after makes the demo's
+		// output easy to follow from the first line.
+		select {
+		case addr := <-listening:
+			waitReady(ctx, "http://"+addr.String()+"/readyz")
+		case <-ctx.Done():
+		}
+		changesErr <- demoChanges(ctx, conn)
+	}()
 
 	var err1 error
 	select {
@@ -145,6 +156,22 @@ webhooks:
 	}
 	fmt.Fprintf(&b, "  - { id: %d, name: checkout action, topic: action.demo_checkout, delivery_url: %q, secret: %q }\n", id, receiver+"/actions", demoSecret)
 	return b.String()
+}
+
+// waitReady polls a /readyz URL until it answers 200 or ctx ends.
+func waitReady(ctx context.Context, url string) {
+	for ctx.Err() == nil {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // demoChanges makes a few shop changes every two seconds.

@@ -49,7 +49,7 @@ delivery:
   allow_private_networks: true
   timeout: 2s
   shutdown_grace: 2s
-  retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 1s, parked_max_backoff: 2s }
+  retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 100ms, parked_max_backoff: 1s }
 http:
   listen: 127.0.0.1:0
 log:

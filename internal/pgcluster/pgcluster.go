@@ -129,6 +129,7 @@ type Options struct {
 	// Dir is the directory for the data directory, the socket and the
 	// server log. Empty means a new temporary directory, removed by Stop.
 	// A Dir that already holds a data directory is started as it is.
+	// When the process runs as root, Dir is given to the server's user.
 	Dir string
 	// Port is the TCP port on 127.0.0.1. Zero means a free port.
 	Port int
@@ -190,7 +191,17 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
 	defer func() {
-		if err != nil && c.ownDir {
+		if err == nil {
+			return
+		}
+		// A server that came up after all (say ctx ended while pg_ctl
+		// waited) must not outlive the failed Start.
+		if _, statErr := os.Stat(filepath.Join(c.dataDir, "postmaster.pid")); statErr == nil {
+			sctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+			_, _ = c.run(sctx, c.bin("pg_ctl"), "stop", "-D", c.dataDir, "-m", "immediate", "-w")
+			cancel()
+		}
+		if c.ownDir {
 			_ = os.RemoveAll(c.dir)
 		}
 	}()
@@ -360,7 +371,7 @@ func (c *Cluster) writeConf(extra map[string]string) error {
 		"max_replication_slots":   "20",
 		"max_wal_senders":         "20",
 		"fsync":                   "off",
-		"synchronous_commit":      "off",
+		"synchronous_commit":      "on",
 		"full_page_writes":        "off",
 	}
 	for k, v := range extra {
