@@ -154,7 +154,7 @@ func phpURLDecode(s string) string {
 		switch c := s[i]; {
 		case c == '+':
 			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s)+0 && i+2 <= len(s)-1 && isHex(s[i+1]) && isHex(s[i+2]):
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
 			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
 			i += 2
 		default:

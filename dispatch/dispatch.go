@@ -411,7 +411,7 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *cdc.Batch) error {
 				d.log.Warn("unchanged TOASTed columns left out of a payload: set REPLICA IDENTITY FULL on the table",
 					"topic", ev.Topic.String(), "columns", ev.Omitted, "commit_lsn", b.CommitLSN.String())
 			}
-			e := &event{Event: ev, rowKey: ev.Topic.Resource + "\x00" + ev.Key, commit: b.CommitLSN}
+			e := &event{Event: ev, rowKey: ev.Topic.Resource + "/" + ev.Key, commit: b.CommitLSN}
 			events = append(events, e)
 		}
 		if d.opts.Delivery.Coalesce != "none" && len(events) > 1 {

@@ -65,7 +65,7 @@ func ev(topic, key string, index uint32, body string) *event {
 	if err != nil {
 		panic(err)
 	}
-	return &event{Event: topics.Event{Topic: tp, Key: key, Index: index, Body: []byte(body)}, rowKey: tp.Resource + "\x00" + key}
+	return &event{Event: topics.Event{Topic: tp, Key: key, Index: index, Body: []byte(body)}, rowKey: tp.Resource + "/" + key}
 }
 
 func TestCoalesce(t *testing.T) {

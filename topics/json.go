@@ -25,9 +25,9 @@ const replacement = "\uFFFD"
 type byteClass uint8
 
 const (
-	classPlain   byteClass = iota // printable ASCII other than '"' and '\\': copied as is
-	classEscape                   // '"', '\\' and control characters: escaped
-	classNonASCII                 // 0x80 and above: part of a UTF-8 sequence, checked
+	classPlain    byteClass = iota // printable ASCII other than '"' and '\\': copied as is
+	classEscape                    // '"', '\\' and control characters: escaped
+	classNonASCII                  // 0x80 and above: part of a UTF-8 sequence, checked
 )
 
 // byteClasses classifies every byte value. It is computed once and never

@@ -29,9 +29,9 @@ func TestAppendString(t *testing.T) {
 		{"\x7f", "\"\x7f\""},
 		{"é✓🎉", `"é✓🎉"`},
 		{"\xff", "\"\uFFFD\""},
-		{"a\xc3", "\"a\uFFFD\""},             // truncated sequence at the end
+		{"a\xc3", "\"a\uFFFD\""},                   // truncated sequence at the end
 		{"\xed\xa0\x80", "\"\uFFFD\uFFFD\uFFFD\""}, // an encoded surrogate
-		{"\xc0\xaf", "\"\uFFFD\uFFFD\""},          // an overlong encoding
+		{"\xc0\xaf", "\"\uFFFD\uFFFD\""},           // an overlong encoding
 	}
 	for _, tt := range tests {
 		got := appendString([]byte("x"), []byte(tt.in))

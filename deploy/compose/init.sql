@@ -78,5 +78,10 @@ GRANT USAGE ON SCHEMA public TO walhook;
 GRANT SELECT ON public.customers, public.products, public.coupons, public.orders TO walhook;
 -- walhook keeps its state (webhook status, failures, parked deliveries) here.
 CREATE SCHEMA walhook AUTHORIZATION walhook;
+-- walhook runs CREATE SCHEMA IF NOT EXISTS at start, which PostgreSQL only
+-- allows with CREATE on the database even when the schema exists.
+DO $$ BEGIN
+    EXECUTE format('GRANT CREATE ON DATABASE %I TO walhook', current_database());
+END $$;
 
 CREATE PUBLICATION walhook FOR TABLE public.coupons, public.customers, public.orders, public.products;

@@ -80,7 +80,8 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 def log(line):
-    print(line, file=sys.stdout, flush=True)
+    sys.stdout.write(line + "\n")  # one write per line: handler threads do not interleave
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

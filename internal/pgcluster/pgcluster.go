@@ -196,7 +196,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		// A server that came up after all (say ctx ended while pg_ctl
 		// waited) must not outlive the failed Start.
-		if _, statErr := os.Stat(filepath.Join(c.dataDir, "postmaster.pid")); statErr == nil {
+		if _, statErr := os.Stat(filepath.Join(c.dataDir, "postmaster.pid")); c.dataDir != "" && statErr == nil {
 			sctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 			_, _ = c.run(sctx, c.bin("pg_ctl"), "stop", "-D", c.dataDir, "-m", "immediate", "-w")
 			cancel()

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/receiver"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// buildBinary builds walhook once per test binary run.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "walhook-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "walhook")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// proc is walhook running as a separate process.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+func startProc(t *testing.T, bin, cfgPath, logPath string) *proc {
+	t.Helper()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: logf}
+	go func() { p.done <- cmd.Wait(); logf.Close() }()
+	return p
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// terminate sends SIGTERM and returns the exit error (nil for exit 0).
+func (p *proc) terminate(t *testing.T) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(60 * time.Second):
+		p.kill()
+		t.Fatal("walhook did not exit within 60s of SIGTERM")
+		return nil
+	}
+}
+
+// itemsWorld is the schema and webhooks shared by the durability tests:
+// rows whose version goes up by one with every update, so the expected
+// deliveries and their per-row order are known exactly.
+type itemsWorld struct {
+	db, slot, cfgPath, logPath string
+	recv                 *receiver.Receiver
+	rows                 int
+}
+
+func newItemsWorld(t *testing.T, rows int, extraDelivery string) *itemsWorld {
+	db := pgtest.NewDatabase(t)
+	pgtest.Exec(t, db, `CREATE TABLE items (id int PRIMARY KEY, version int NOT NULL, note text NOT NULL DEFAULT '');
+		ALTER TABLE items REPLICA IDENTITY FULL;`)
+	recv := receiver.New(map[int64]string{1: "s1", 2: "s2"})
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	slot := fmt.Sprintf("crash_%d", time.Now().UnixNano()%1e9)
+	cfg := fmt.Sprintf(`postgres:
+  url: %q
+  slot: %s
+  publication: %s
+  status_interval: 1s
+source: https://shop.example.com/
+resources:
+  item: { table: public.items }
+delivery:
+  allow_private_networks: true
+  timeout: 2s
+  concurrency: 4
+  shutdown_grace: 5s
+  retry: { attempts: 3, backoff: 10ms, max_backoff: 100ms, parked_backoff: 100ms, parked_max_backoff: 500ms }
+%s
+http:
+  listen: 127.0.0.1:0
+log:
+  level: warn
+webhooks:
+  - { id: 1, topic: item.updated, delivery_url: %q, secret: s1 }
+  - { id: 2, topic: item.updated, delivery_url: %q, secret: s2 }
+`, db, slot, slot, extraDelivery, srv.URL+"/one", srv.URL+"/two")
+	cfgPath := filepath.Join(dir, "walhook.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for i := 1; i <= rows; i++ {
+		values = append(values, fmt.Sprintf("(%d, 0)", i))
+	}
+	pgtest.Exec(t, db, "INSERT INTO items (id, version) VALUES "+strings.Join(values, ","))
+	return &itemsWorld{db: db, slot: slot, cfgPath: cfgPath, logPath: filepath.Join(dir, "walhook.log"), recv: recv, rows: rows}
+}
+
+// waitStreaming waits until a walhook streams from the world's slot:
+// changes committed before the slot exists are not walhook's to deliver.
+func (w *itemsWorld) waitStreaming(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, w.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var active bool
+		err := conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, w.slot).Scan(&active)
+		if err == nil && active {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("walhook did not start streaming from slot %s within 30s", w.slot)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// load commits txs transactions, each updating 1–3 distinct rows, and
+// returns the final version of every row.
+func (w *itemsWorld) load(ctx context.Context, t *testing.T, txs int, pause time.Duration) map[int]int {
+	conn, err := pgx.Connect(ctx, w.db)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	defer conn.Close(context.Background())
+	final := make(map[int]int)
+	for i := 0; i < txs; i++ {
+		n := 1 + rand.IntN(3)
+		ids := rand.Perm(w.rows)[:n]
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		for _, id := range ids {
+			var v int
+			if err := tx.QueryRow(ctx, `UPDATE items SET version = version + 1 WHERE id = $1 RETURNING version`, id+1).Scan(&v); err != nil {
+				t.Error(err)
+				return nil
+			}
+			final[id+1] = v
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Errorf("commit: %v", err)
+			return nil
+		}
+		if pause > 0 {
+			time.Sleep(pause)
+		}
+	}
+	return final
+}
+
+// check asserts every (row, version) arrived for both webhooks in per-row
+// order, and returns the number of duplicate deliveries.
+func (w *itemsWorld) check(t *testing.T, final map[int]int) (expected, dups int) {
+	t.Helper()
+	type key struct{ hook, row int64 }
+	seen := map[string]bool{}
+	last := map[key]int{}
+	got := map[key]map[int]bool{}
+	for _, d := range w.recv.Accepted() {
+		if !d.SignatureOK {
+			t.Errorf("bad signature on delivery %s", d.DeliveryID)
+		}
+		if seen[d.DeliveryID] {
+			dups++
+			continue
+		}
+		seen[d.DeliveryID] = true
+		var row struct{ ID, Version int }
+		if err := json.Unmarshal(d.Body, &row); err != nil {
+			t.Fatalf("body %s: %v", d.Body, err)
+		}
+		k := key{d.WebhookID, int64(row.ID)}
+		if row.Version <= last[k] {
+			t.Errorf("webhook %d row %d: version %d arrived after %d", d.WebhookID, row.ID, row.Version, last[k])
+		}
+		last[k] = row.Version
+		if got[k] == nil {
+			got[k] = map[int]bool{}
+		}
+		got[k][row.Version] = true
+	}
+	missing := 0
+	var examples []string
+	for _, hook := range []int64{1, 2} {
+		for row, v := range final {
+			for version := 1; version <= v; version++ {
+				expected++
+				if !got[key{hook, int64(row)}][version] {
+					missing++
+					if len(examples) < 10 {
+						examples = append(examples, fmt.Sprintf("webhook %d row %d version %d", hook, row, version))
+					}
+				}
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d expected deliveries missing, e.g. %v", missing, expected, examples)
+		if logs, err := os.ReadFile(w.logPath); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
+			if len(lines) > 60 {
+				lines = lines[len(lines)-60:]
+			}
+			t.Logf("walhook's log (last lines):\n%s", strings.Join(lines, "\n"))
+		}
+	}
+	return expected, dups
+}
+
+func (w *itemsWorld) complete(final map[int]int) func(*receiver.Receiver) bool {
+	want := 0
+	for _, v := range final {
+		want += 2 * v
+	}
+	return func(r *receiver.Receiver) bool {
+		ids := map[string]bool{}
+		for _, d := range r.Accepted() {
+			ids[d.DeliveryID] = true
+		}
+		return len(ids) >= want
+	}
+}
+
+// TestKillNineLosesNothing applies a few thousand changes while walhook
+// is killed with SIGKILL at random moments and restarted each time.
+func TestKillNineLosesNothing(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newItemsWorld(t, 200, "")
+	first := startProc(t, bin, w.cfgPath, w.logPath)
+	w.waitStreaming(t)
+	first.kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	finalC := make(chan map[int]int, 1)
+	go func() { finalC <- w.load(ctx, t, 3000, 3*time.Millisecond) }()
+
+	kills := 0
+	var final map[int]int
+	for final == nil {
+		p := startProc(t, bin, w.cfgPath, w.logPath)
+		select {
+		case final = <-finalC:
+			// The load is done: let this instance finish the work.
+			if !w.recv.Wait(90*time.Second, w.complete(final)) {
+				t.Errorf("deliveries incomplete 90s after the load ended")
+			}
+			if err := p.terminate(t); err != nil {
+				t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
+			}
+		case <-time.After(time.Duration(300+rand.IntN(1200)) * time.Millisecond):
+			p.kill()
+			kills++
+		}
+	}
+	expected, dups := w.check(t, final)
+	t.Logf("kill -9: %d kills, %d expected deliveries, 0 lost, %d duplicates (%.2f%%)", kills, expected, dups, 100*float64(dups)/float64(expected))
+	if kills == 0 {
+		t.Error("the load finished before any kill: the test proved nothing")
+	}
+}
+
+// TestPostgresRestartLosesNothing restarts PostgreSQL with -m immediate
+// (a crash: the slot's position is only durable at checkpoints) while
+// walhook streams.
+func TestPostgresRestartLosesNothing(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newItemsWorld(t, 200, "")
+	p := startProc(t, bin, w.cfgPath, w.logPath)
+	defer p.kill()
+	w.waitStreaming(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	final := map[int]int{}
+	restarts := 0
+	for round := 0; round < 4; round++ {
+		part := w.load(ctx, t, 500, 0)
+		for k, v := range part {
+			final[k] = v
+		}
+		// Let walhook deliver part of it, then crash the server.
+		time.Sleep(time.Duration(200+rand.IntN(500)) * time.Millisecond)
+		if err := pgtest.Cluster().Restart(ctx, "immediate"); err != nil {
+			t.Fatalf("restart PostgreSQL: %v", err)
+		}
+		restarts++
+	}
+	if !w.recv.Wait(90*time.Second, w.complete(final)) {
+		t.Errorf("deliveries incomplete 90s after the last restart")
+	}
+	if err := p.terminate(t); err != nil {
+		t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
+	}
+	expected, dups := w.check(t, final)
+	t.Logf("PostgreSQL restarts (-m immediate): %d restarts, %d expected deliveries, 0 lost, %d duplicates (%.2f%%)", restarts, expected, dups, 100*float64(dups)/float64(expected))
+}
