@@ -574,7 +574,7 @@ func (d *Dispatcher) save(ctx context.Context) error {
 	routed := pglogrepl.LSN(d.lastRouted.Load()) // read before the trackers: see below
 	_, end, _, _ := d.tracker.position()
 	d.mu.Lock()
-	delivered := make(map[int64]pglogrepl.LSN, len(d.hooks))
+	progress := make(map[int64]state.Progress, len(d.hooks))
 	for id, h := range d.hooks {
 		commit, _, idle, _ := h.tracker.position()
 		if idle {
@@ -582,12 +582,14 @@ func (d *Dispatcher) save(ctx context.Context) error {
 			// added before routed was published, and all are settled.
 			commit = max(commit, routed)
 		}
-		if commit > 0 {
-			delivered[id] = commit
+		p := state.Progress{Through: commit, LastCode: int(h.lastCode.Load())}
+		if at := h.lastAt.Load(); at != 0 {
+			p.LastAt = time.Unix(0, at)
 		}
+		progress[id] = p
 	}
 	d.mu.Unlock()
-	return d.opts.Store.SavePositions(ctx, d.opts.Slot, end, delivered)
+	return d.opts.Store.SavePositions(ctx, d.opts.Slot, end, progress)
 }
 
 // pollChanges refreshes the webhooks when another process changed them.

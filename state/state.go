@@ -123,9 +123,17 @@ func (s *Store) migrate(ctx context.Context, schema string) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "walhook-migrate:"+schema); err != nil {
 		return fmt.Errorf("state: lock for migration: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+s.schema); err != nil {
-		return privilegeError(err, "create schema "+schema,
-			fmt.Sprintf("GRANT CREATE ON DATABASE <db> TO <role>, or create it yourself: CREATE SCHEMA %s AUTHORIZATION <role>", schema))
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
+		return fmt.Errorf("state: look for schema %s: %w", schema, err)
+	}
+	// CREATE SCHEMA IF NOT EXISTS would need CREATE on the database even
+	// when an administrator made the schema beforehand.
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA `+s.schema); err != nil {
+			return privilegeError(err, "create schema "+schema,
+				fmt.Sprintf("GRANT CREATE ON DATABASE <db> TO <role>, or create it yourself: CREATE SCHEMA %s AUTHORIZATION <role>", schema))
+		}
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.schema+`.schema_version (version integer NOT NULL)`); err != nil {
 		return privilegeError(err, "create "+schema+".schema_version",
@@ -490,21 +498,41 @@ func (s *Store) RecordPing(ctx context.Context, id int64, ok bool, result string
 	return nil
 }
 
+// Progress is how far a webhook got: everything of transactions committed
+// at or before Through was settled for it, and its last delivery.
+type Progress struct {
+	Through  pglogrepl.LSN
+	LastAt   time.Time // zero when nothing was delivered since the start
+	LastCode int
+}
+
 // SavePositions records the slot's settled position and each webhook's
-// delivered-through position in one transaction. Positions never move back.
-func (s *Store) SavePositions(ctx context.Context, slot string, settled pglogrepl.LSN, delivered map[int64]pglogrepl.LSN) error {
-	ids := make([]int64, 0, len(delivered))
-	lsns := make([]string, 0, len(delivered))
-	for id, lsn := range delivered {
+// progress in one transaction. Positions never move back.
+func (s *Store) SavePositions(ctx context.Context, slot string, settled pglogrepl.LSN, progress map[int64]Progress) error {
+	ids := make([]int64, 0, len(progress))
+	lsns := make([]string, 0, len(progress))
+	ats := make([]*time.Time, 0, len(progress))
+	codes := make([]int32, 0, len(progress))
+	for id, p := range progress {
 		ids = append(ids, id)
-		lsns = append(lsns, lsn.String())
+		lsns = append(lsns, p.Through.String())
+		if p.LastAt.IsZero() {
+			ats = append(ats, nil)
+		} else {
+			at := p.LastAt
+			ats = append(ats, &at)
+		}
+		codes = append(codes, int32(p.LastCode))
 	}
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO `+s.schema+`.positions (slot, settled_lsn) VALUES ($1, $2::pg_lsn)
 		ON CONFLICT (slot) DO UPDATE SET settled_lsn = greatest(positions.settled_lsn, excluded.settled_lsn)`, slot, settled.String())
 	if len(ids) > 0 {
-		b.Queue(`UPDATE `+s.schema+`.webhooks w SET delivered_through = greatest(w.delivered_through, p.lsn::pg_lsn)
-			FROM unnest($1::bigint[], $2::text[]) AS p(id, lsn) WHERE w.id = p.id`, ids, lsns)
+		b.Queue(`UPDATE `+s.schema+`.webhooks w SET delivered_through = greatest(w.delivered_through, p.lsn::pg_lsn),
+				last_delivery_at = CASE WHEN p.at > coalesce(w.last_delivery_at, '-infinity') THEN p.at ELSE w.last_delivery_at END,
+				last_delivery_code = CASE WHEN p.at > coalesce(w.last_delivery_at, '-infinity') THEN p.code ELSE w.last_delivery_code END,
+				last_delivery_error = CASE WHEN p.at > coalesce(w.last_delivery_at, '-infinity') THEN '' ELSE w.last_delivery_error END
+			FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[]) AS p(id, lsn, at, code) WHERE w.id = p.id`, ids, lsns, ats, codes)
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
 	if err != nil {

@@ -40,8 +40,8 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 // proc is walhook running as a separate process.
 type proc struct {
 	cmd  *exec.Cmd
-	done chan error
-	log  *os.File
+	done chan struct{} // closed when the process has exited; err is then set
+	err  error
 }
 
 func startProc(t *testing.T, bin, cfgPath, logPath string) *proc {
@@ -55,8 +55,12 @@ func startProc(t *testing.T, bin, cfgPath, logPath string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan error, 1), log: logf}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
 	return p
 }
 
@@ -69,8 +73,8 @@ func (p *proc) kill() {
 func (p *proc) terminate(t *testing.T) error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.done:
+		return p.err
 	case <-time.After(60 * time.Second):
 		p.kill()
 		t.Fatal("walhook did not exit within 60s of SIGTERM")
@@ -83,8 +87,8 @@ func (p *proc) terminate(t *testing.T) error {
 // deliveries and their per-row order are known exactly.
 type itemsWorld struct {
 	db, slot, cfgPath, logPath string
-	recv                 *receiver.Receiver
-	rows                 int
+	recv                       *receiver.Receiver
+	rows                       int
 }
 
 func newItemsWorld(t *testing.T, rows int, extraDelivery string) *itemsWorld {

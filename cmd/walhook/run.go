@@ -66,7 +66,7 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		os.Exit(1)
 	}()
 
-	reloads := make(chan *config.Config)
+	reloads := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -76,22 +76,22 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 			case <-ctx.Done():
 				return
 			case <-hup:
-			}
-			next, err := loadConfig(*path)
-			if err != nil {
-				log.Error("configuration reload refused; keeping the running configuration", "error", err.Error())
-				continue
-			}
-			select {
-			case reloads <- next:
-			case <-ctx.Done():
-				return
+				select {
+				case reloads <- struct{}{}:
+				default: // a reload is already waiting
+				}
 			}
 		}
 	}()
 
 	log.Info("walhook starting", "version", version, "slot", cfg.Postgres.Slot, "webhooks", len(cfg.Webhooks))
-	err = app.Run(ctx, cfg, app.Options{Version: version, Logger: log, Reload: reloads})
+	err = app.Run(ctx, cfg, app.Options{
+		Version:    version,
+		Logger:     log,
+		ConfigFile: *path,
+		Reload:     reloads,
+		Load:       func() (*config.Config, error) { return loadConfig(*path) },
+	})
 	if err != nil {
 		log.Error("walhook stopped", "error", err.Error())
 		return exitError{1}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/walhook/walhook/api"
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/dispatch"
@@ -34,9 +35,14 @@ type Options struct {
 	Logger  *slog.Logger
 	// Registry receives every collector; nil makes a new one.
 	Registry *prometheus.Registry
-	// Reload delivers re-read configurations (SIGHUP). A configuration
-	// with problems must not be sent; the caller logs them.
-	Reload <-chan *config.Config
+	// ConfigFile is the configuration's file name, named in API errors
+	// about webhooks declared there.
+	ConfigFile string
+	// Reload asks for the configuration to be read again (SIGHUP) with
+	// Load; a configuration with problems is refused and counted.
+	Reload <-chan struct{}
+	// Load reads the configuration for a reload.
+	Load func() (*config.Config, error)
 	// Listening, if set, is told the HTTP listener's address once it listens.
 	Listening func(addr net.Addr)
 	// Client overrides the delivery HTTP client (tests).
@@ -118,7 +124,19 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 	var shuttingDown sync.Once
 	var down = make(chan struct{})
-	srv, ln, err := serveHTTP(cfg.HTTP, reg, reader, down, log)
+	management := api.New(api.Options{
+		Store:      store,
+		Keys:       apiKeys(cfg.API.Keys),
+		Timezone:   cfg.API.Timezone,
+		ConfigFile: opts.ConfigFile,
+		Resources:  func(name string) bool { _, ok := cfg.Resource(name); return ok },
+		CheckURL: func(ctx context.Context, rawURL string) error {
+			return dispatch.CheckDestination(ctx, rawURL, cfg.Delivery.AllowPrivateNetworks, cfg.Delivery.AllowCIDRs)
+		},
+		Apply:  d.Refresh,
+		Logger: log.With("component", "api"),
+	})
+	srv, ln, err := serveHTTP(cfg.HTTP, reg, reader, management.Handler(), down, log)
 	if err != nil {
 		return err
 	}
@@ -152,8 +170,12 @@ loop:
 			runErr = err
 			routeErr = nil
 			break loop
-		case next := <-reloadC:
-			if err := reload(ctx, cfg, next, d); err != nil {
+		case <-reloadC:
+			next, err := opts.Load()
+			if err == nil {
+				err = reload(ctx, cfg, next, d)
+			}
+			if err != nil {
 				reloads.WithLabelValues("failure").Inc()
 				log.Error("configuration reload refused; keeping the running configuration", "error", err)
 				continue
@@ -221,6 +243,14 @@ func resourcesFor(rs []config.Resource, infos []cdc.TableInfo) ([]topics.Resourc
 	return out, nil
 }
 
+func apiKeys(keys []config.APIKey) []api.Key {
+	out := make([]api.Key, len(keys))
+	for i, k := range keys {
+		out[i] = api.Key{ConsumerKey: k.ConsumerKey, ConsumerSecret: k.ConsumerSecret.Reveal(), Permissions: k.Permissions}
+	}
+	return out
+}
+
 func definitions(cfg *config.Config) []dispatch.Definition {
 	out := make([]dispatch.Definition, len(cfg.Webhooks))
 	for i, w := range cfg.Webhooks {
@@ -285,8 +315,9 @@ func serverVersion(ctx context.Context, store *state.Store) string {
 
 // serveHTTP serves /metrics, /healthz, /readyz (and /debug/pprof/ when
 // enabled) on the configured address.
-func serveHTTP(cfg config.HTTP, reg *prometheus.Registry, reader *cdc.Reader, down <-chan struct{}, log *slog.Logger) (*http.Server, net.Listener, error) {
+func serveHTTP(cfg config.HTTP, reg *prometheus.Registry, reader *cdc.Reader, management http.Handler, down <-chan struct{}, log *slog.Logger) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
+	mux.Handle("/wp-json/", management)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -326,6 +357,7 @@ func serveHTTP(cfg config.HTTP, reg *prometheus.Registry, reader *cdc.Reader, do
 	}
 	srv := &http.Server{
 		Handler:           mux,
+		MaxHeaderBytes:    64 << 10,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
