@@ -6,11 +6,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/walhook/walhook/internal/nodeclient"
 )
 
 // TestWooCommerceJSClient runs clienttest/client.test.mjs, which drives
@@ -18,24 +19,11 @@ import (
 // 1.0a over plain HTTP and once with HTTP Basic over TLS. It needs node
 // and npm; node_modules is installed with "npm ci" when missing.
 func TestWooCommerceJSClient(t *testing.T) {
-	node, err := exec.LookPath("node")
+	node, err := nodeclient.Ensure(t.Context())
 	if err != nil {
-		t.Fatalf("node (Node.js 20 or newer) is needed to run WooCommerce's JavaScript client: %v", err)
+		t.Fatal(err)
 	}
 	const dir = "clienttest"
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@woocommerce", "woocommerce-rest-api", "package.json")); err != nil {
-		npm, err := exec.LookPath("npm")
-		if err != nil {
-			t.Fatalf("npm is needed to install WooCommerce's JavaScript client into %s: %v", dir, err)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-		}
-	}
 
 	e := newEnv(t, func(o *Options) { o.CheckURL = nil })
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
