@@ -44,7 +44,7 @@ type proc struct {
 	err  error
 }
 
-func startProc(t *testing.T, bin, cfgPath, logPath string) *proc {
+func startProc(t testing.TB, bin, cfgPath, logPath string) *proc {
 	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -137,7 +137,7 @@ webhooks:
 
 // waitStreaming waits until a walhook streams from the world's slot:
 // changes committed before the slot exists are not walhook's to deliver.
-func (w *itemsWorld) waitStreaming(t *testing.T) {
+func (w *itemsWorld) waitStreaming(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
