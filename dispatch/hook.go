@@ -604,7 +604,8 @@ func (h *hook) drainPass(ctx context.Context) (bool, error) {
 			dr := state.DeliveryResult{At: time.Now(), Code: r.code, Error: r.describe()}
 			if r.ok() {
 				h.parkMu.Lock()
-				if err := store.DeleteParked(ctx, p, dr); err != nil {
+				deleted, err := store.DeleteParked(ctx, p, dr)
+				if err != nil {
 					h.parkMu.Unlock()
 					return false, err
 				}
@@ -614,10 +615,14 @@ func (h *hook) drainPass(ctx context.Context) (bool, error) {
 				h.m.failures.Set(0)
 				h.m.outcome[OutcomeSuccess].Inc()
 				h.mu.Lock()
-				h.parkedRows--
-				h.parkedSize -= int64(len(p.Body))
-				h.m.parked.Set(float64(h.parkedRows))
-				decr(h.parkedKeys, p.RowKey)
+				if deleted {
+					// Otherwise the park limit or a discard removed it
+					// meanwhile and already took it out of the counts.
+					h.parkedRows--
+					h.parkedSize -= int64(len(p.Body))
+					h.m.parked.Set(float64(h.parkedRows))
+					decr(h.parkedKeys, p.RowKey)
+				}
 				h.breaker = false
 				h.mu.Unlock()
 				h.parkMu.Unlock()

@@ -128,9 +128,9 @@ func (s *Store) ParkedKeys(ctx context.Context, webhookID int64) (map[string]int
 }
 
 // DueParked returns up to limit of webhook id's parked deliveries in the
-// order they were parked, starting after id afterID. Only the first
-// delivery of each row key is due-checked: a row whose oldest delivery is
-// not yet due holds its later ones back.
+// order they were parked, starting after id afterID. next_attempt_at is
+// not consulted: the caller's retry schedule decides when a pass runs, so
+// re-enabling a webhook delivers everything at once.
 func (s *Store) DueParked(ctx context.Context, webhookID, afterID int64, limit int) ([]Parked, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, webhook_id, row_key, topic, delivery_id, commit_lsn::text, body, attempts, next_attempt_at, last_error
@@ -155,16 +155,25 @@ func (s *Store) DueParked(ctx context.Context, webhookID, afterID int64, limit i
 }
 
 // DeleteParked removes a delivered parked delivery and resets the webhook's
-// failure count in the same transaction.
-func (s *Store) DeleteParked(ctx context.Context, p Parked, r DeliveryResult) error {
-	b := &pgx.Batch{}
-	b.Queue(`DELETE FROM `+s.schema+`.parked WHERE id = $1`, p.ID)
-	b.Queue(`UPDATE `+s.schema+`.webhooks SET failure_count = 0, last_delivery_at = $2, last_delivery_code = $3, last_delivery_error = '' WHERE id = $1`,
-		p.WebhookID, r.At, r.Code)
-	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
-		return fmt.Errorf("state: delete parked delivery %d: %w", p.ID, err)
+// failure count in the same transaction. It reports whether the delivery
+// was still parked: the park limit or an operator's discard may have
+// removed it while it was being retried.
+func (s *Store) DeleteParked(ctx context.Context, p Parked, r DeliveryResult) (bool, error) {
+	var deleted bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM `+s.schema+`.parked WHERE id = $1`, p.ID)
+		if err != nil {
+			return err
+		}
+		deleted = tag.RowsAffected() == 1
+		_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = 0, last_delivery_at = $2, last_delivery_code = $3, last_delivery_error = '' WHERE id = $1`,
+			p.WebhookID, r.At, r.Code)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("state: delete parked delivery %d: %w", p.ID, err)
 	}
-	return nil
+	return deleted, nil
 }
 
 // RescheduleParked records a failed retry of a parked delivery: its next

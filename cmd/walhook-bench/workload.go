@@ -1,0 +1,184 @@
+package main
+
+// The workload is a deterministic plan of transactions, so the bench knows
+// every delivery it must receive without storing them.
+//
+// Transaction i touches one table, resource i%4 (coupon, customer, order,
+// product), at step t = i/4 of that table, with five changes on five
+// different rows (so no coalescing can merge them):
+//
+//	INSERT id t+1                    -> <resource>.created, rev 0
+//	UPDATE id t, t-1, t-2            -> <resource>.updated, rev 1, 2, 3
+//	DELETE id t-3                    -> <resource>.deleted
+//
+// Each row therefore lives through created, three updates that bump its
+// bench_rev column (which is in the body) and deleted, spread over five
+// transactions. The first steps of a table have fewer changes because
+// their older rows do not exist yet.
+
+// resources are the four core resources, in the order of the plan.
+var resources = [4]string{"coupon", "customer", "order", "product"}
+
+// events are the three core events.
+var events = [3]string{"created", "updated", "deleted"}
+
+// changesPerTx is the number of changes of a full transaction.
+const changesPerTx = 5
+
+// webhookCount is the number of webhooks: one per core topic.
+const webhookCount = len(resources) * len(events)
+
+// webhookID returns the id of the webhook of resource r and event e.
+func webhookID(r, e int) int { return r*len(events) + e + 1 }
+
+// topicOf returns the topic of webhook id wh (1-based).
+func topicOf(wh int) string {
+	return resources[(wh-1)/len(events)] + "." + events[(wh-1)%len(events)]
+}
+
+// plan is the workload of one scenario: transactions 0..txns-1.
+type plan struct {
+	txns int64
+}
+
+// planForChanges returns the plan with about n changes.
+func planForChanges(n int64) plan {
+	return plan{txns: max(1, (n+changesPerTx-1)/changesPerTx)}
+}
+
+// steps returns how many steps resource r runs in the plan.
+func (p plan) steps(r int) int64 {
+	if p.txns <= int64(r) {
+		return 0
+	}
+	return (p.txns - int64(r) + 3) / 4
+}
+
+// expectedPerWebhook returns how many deliveries webhook wh must receive.
+func (p plan) expectedPerWebhook(wh int) int64 {
+	s := p.steps((wh - 1) / len(events))
+	switch (wh - 1) % len(events) {
+	case 0:
+		return s
+	case 1:
+		return max(0, s-1) + max(0, s-2) + max(0, s-3)
+	default:
+		return max(0, s-4)
+	}
+}
+
+// expected returns the number of deliveries the plan must produce, which
+// is also its number of changes.
+func (p plan) expected() int64 {
+	var n int64
+	for wh := 1; wh <= webhookCount; wh++ {
+		n += p.expectedPerWebhook(wh)
+	}
+	return n
+}
+
+// txOf reports whether a delivery to webhook wh of row id at revision rev
+// belongs to the plan, and the transaction that made it.
+func (p plan) txOf(wh int, id int64, rev int) (int64, bool) {
+	if wh < 1 || wh > webhookCount || id < 1 {
+		return 0, false
+	}
+	r := (wh - 1) / len(events)
+	s := p.steps(r)
+	var step int64
+	switch (wh - 1) % len(events) {
+	case 0:
+		if rev != 0 || id > s {
+			return 0, false
+		}
+		step = id - 1
+	case 1:
+		if rev < 1 || rev > 3 || id+int64(rev) > s {
+			return 0, false
+		}
+		step = id + int64(rev) - 1
+	default:
+		if rev != 0 || id+4 > s {
+			return 0, false
+		}
+		step = id + 3
+	}
+	return step*4 + int64(r), true
+}
+
+// workloadSQL adds the revision column to the shop tables and defines
+// bench_step(i), which runs transaction i of the plan (in the caller's
+// transaction), and bench_load(from, to), which runs transactions
+// from..to-1, committing after each.
+const workloadSQL = `
+ALTER TABLE coupons   ADD COLUMN bench_rev integer NOT NULL DEFAULT 0;
+ALTER TABLE customers ADD COLUMN bench_rev integer NOT NULL DEFAULT 0;
+ALTER TABLE orders    ADD COLUMN bench_rev integer NOT NULL DEFAULT 0;
+ALTER TABLE products  ADD COLUMN bench_rev integer NOT NULL DEFAULT 0;
+
+CREATE FUNCTION bench_step(i bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	kind int := i % 4;
+	t bigint := i / 4;
+	x bigint := t + 1;
+BEGIN
+	IF kind = 0 THEN
+		INSERT INTO coupons (id, code, amount, discount_type, date_expires)
+		VALUES (x, 'SPRING-' || x, 5 + x % 20, (ARRAY['percent','fixed_cart','fixed_product'])[1 + x % 3],
+			now() + interval '30 days');
+		UPDATE coupons SET amount = amount + 1, bench_rev = bench_rev + 1 WHERE id IN (t, t - 1, t - 2);
+		DELETE FROM coupons WHERE id = t - 3;
+	ELSIF kind = 1 THEN
+		INSERT INTO customers (id, email, first_name, last_name, password_hash, billing)
+		VALUES (x, 'customer' || x || '@example.com', 'John', 'Doe-' || x,
+			'$P$B' || md5(x::text),
+			jsonb_build_object('first_name', 'John', 'last_name', 'Doe-' || x, 'company', '',
+				'address_1', x || ' Market Street', 'address_2', '', 'city', 'San Francisco',
+				'state', 'CA', 'postcode', '94103', 'country', 'US',
+				'email', 'customer' || x || '@example.com', 'phone', '(555) 555-' || lpad((x % 10000)::text, 4, '0')));
+		UPDATE customers SET billing = jsonb_set(billing, '{phone}', to_jsonb('(555) 444-' || lpad((id % 10000)::text, 4, '0'))),
+			bench_rev = bench_rev + 1 WHERE id IN (t, t - 1, t - 2);
+		DELETE FROM customers WHERE id = t - 3;
+	ELSIF kind = 2 THEN
+		INSERT INTO orders (id, status, currency, total, billing, line_items)
+		VALUES (x, 'pending', 'EUR', 19.99 + (x % 200),
+			jsonb_build_object('first_name', 'John', 'last_name', 'Doe-' || x, 'company', '',
+				'address_1', x || ' Market Street', 'address_2', '', 'city', 'San Francisco',
+				'state', 'CA', 'postcode', '94103', 'country', 'US', 'email', 'customer' || x || '@example.com',
+				'phone', '(555) 555-5555',
+				'shipping', jsonb_build_object('first_name', 'John', 'last_name', 'Doe-' || x,
+					'address_1', x || ' Market Street', 'city', 'San Francisco', 'state', 'CA',
+					'postcode', '94103', 'country', 'US', 'method', 'flat_rate')),
+			(SELECT jsonb_agg(jsonb_build_object('id', x * 10 + n, 'name', 'Woo Product ' || n,
+					'product_id', 100 + n, 'variation_id', 0, 'quantity', 1 + n % 3,
+					'tax_class', '', 'subtotal', (3.5 * n)::numeric(12,2)::text,
+					'total', (3.5 * n)::numeric(12,2)::text, 'total_tax', '0.00',
+					'sku', 'WOO-' || (100 + n), 'price', 3.5 * n))
+			 FROM generate_series(1, 3 + (x % 4)::int) AS n));
+		UPDATE orders SET status = (ARRAY['processing','on-hold','completed'])[bench_rev + 1],
+			date_paid = now(), bench_rev = bench_rev + 1 WHERE id IN (t, t - 1, t - 2);
+		DELETE FROM orders WHERE id = t - 3;
+	ELSE
+		INSERT INTO products (id, name, sku, price, stock, tags, attributes, on_sale)
+		VALUES (x, 'Hoodie with Logo ' || x, 'WOO-HOODIE-' || x, 45 + x % 30, 100,
+			ARRAY['clothing', 'hoodies', 'logo', 'tag-' || (x % 50)],
+			jsonb_build_object('color', jsonb_build_array('Blue', 'Green', 'Red'),
+				'size', jsonb_build_array('S', 'M', 'L', 'XL'), 'material', 'cotton',
+				'weight', '0.5', 'dimensions', jsonb_build_object('length', '30', 'width', '20', 'height', '3')),
+			x % 5 = 0);
+		UPDATE products SET stock = stock - 1, on_sale = NOT on_sale, date_modified = now(),
+			bench_rev = bench_rev + 1 WHERE id IN (t, t - 1, t - 2);
+		DELETE FROM products WHERE id = t - 3;
+	END IF;
+END
+$$;
+
+CREATE PROCEDURE bench_load(first bigint, last bigint) LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN first .. last - 1 LOOP
+		PERFORM bench_step(i);
+		COMMIT;
+	END LOOP;
+END
+$$;
+`
