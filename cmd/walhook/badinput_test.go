@@ -37,7 +37,7 @@ func TestBadInputExitsWithClearError(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, db, slot string) (url string) // returns the URL walhook uses
-		yaml  string                                      // replaces the whole config when set
+		yaml  string                                           // replaces the whole config when set
 		want  []string
 	}{
 		{
@@ -46,9 +46,11 @@ func TestBadInputExitsWithClearError(t *testing.T) {
 			want: []string{"walhook.yaml:2: postgres.url", "walhook.yaml:4: webhookz"},
 		},
 		{
-			name:  "unreachable database",
-			setup: func(t *testing.T, db, slot string) string { return fmt.Sprintf("postgres://postgres:pw-never-shown@127.0.0.1:%d/x", freePort()) },
-			want:  []string{"127.0.0.1"},
+			name: "unreachable database",
+			setup: func(t *testing.T, db, slot string) string {
+				return fmt.Sprintf("postgres://postgres:pw-never-shown@127.0.0.1:%d/x", freePort())
+			},
+			want: []string{"127.0.0.1"},
 		},
 		{
 			name: "role without REPLICATION",
