@@ -1,12 +1,14 @@
 package app_test
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/walhook/walhook/internal/pgtest"
@@ -173,4 +175,48 @@ func summary(body string) string {
 		return "{" + id + "}"
 	}
 	return "{" + id + "," + stock + "}"
+}
+
+// TestIdleSlotAdvances: with heavy writes only to a table outside the
+// publication, the slot's confirmed position keeps up with the server.
+func TestIdleSlotAdvances(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	pgtest.Exec(t, db, shop.Schema, `CREATE TABLE audit_log (id bigserial PRIMARY KEY, entry text NOT NULL)`)
+	_, url := newReceiver(t, secrets(1))
+	cfg := parseConfig(t, baseConfig(t, db, "")+fmt.Sprintf(`webhooks:
+  - { id: 1, topic: product.created, delivery_url: %q, secret: %q }
+`, url, secret))
+	start(t, cfg)
+	conn, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for i := 0; i < 20; i++ {
+		if _, err := conn.Exec(t.Context(), `INSERT INTO audit_log (entry) SELECT repeat(md5(i::text), 4) FROM generate_series(1, 5000) i`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var written string
+	if err := conn.QueryRow(t.Context(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&written); err != nil {
+		t.Fatal(err)
+	}
+	var retained int64
+	var confirmedPast bool
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		err := conn.QueryRow(t.Context(), `SELECT confirmed_flush_lsn >= $2::pg_lsn, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::bigint
+			FROM pg_replication_slots WHERE slot_name = $1`, cfg.Postgres.Slot, written).Scan(&confirmedPast, &retained)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if confirmedPast {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !confirmedPast {
+		t.Fatalf("the slot's confirmed position did not pass %s after 100,000 rows written to an unpublished table (%d bytes retained)", written, retained)
+	}
+	t.Logf("idle slot: confirmed position passed the end of ~%d MB of writes to an unpublished table; %d bytes of WAL retained", 20*5000*150/1000000, retained)
 }
