@@ -28,7 +28,9 @@ const (
 var ErrBlockedAddress = errors.New("address refused by the private-network guard")
 
 // NewClient returns the HTTP client every delivery shares: keep-alive
-// connections sized to the concurrency, no redirects followed, TLS
+// connections enough for every lane of every webhook (webhooks often share
+// a host, and a connection closed for want of idle room is re-dialled on
+// the next delivery), no redirects followed, TLS
 // verified, and a dialer that refuses loopback, private, link-local,
 // multicast and unspecified addresses unless allowPrivate is set or the
 // address is inside one of allow. The check runs on the resolved address
@@ -43,8 +45,8 @@ func NewClient(concurrency int, allowPrivate bool, allow []netip.Prefix) *http.C
 		Proxy:                 nil, // deliveries go where the webhook says, not through an environment proxy
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   concurrency * 2,
+		MaxIdleConns:          0, // no limit across hosts
+		MaxIdleConnsPerHost:   max(1024, concurrency*64),
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,

@@ -63,15 +63,19 @@ func (s *Store) Park(ctx context.Context, park []Parked) error {
 
 // TrimParked enforces a webhook's park limit: while it holds more than
 // maxRows deliveries or more than maxBytes of bodies, the oldest are
-// deleted. It returns the deleted deliveries' row keys (their count is what
-// was dropped) and how many body bytes went with them.
+// deleted. Oldest means earliest committed: deliveries of different rows
+// are parked by concurrent lanes, so the parking order (id) is not the
+// commit order; within one row both agree. It returns the deleted
+// deliveries' row keys (their count is what was dropped) and how many body
+// bytes went with them.
 func (s *Store) TrimParked(ctx context.Context, webhookID, maxRows, maxBytes int64) ([]string, int64, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH ranked AS (
 			SELECT id, row_key,
-				count(*) OVER (ORDER BY id DESC) AS n,
-				sum(octet_length(body)) OVER (ORDER BY id DESC) AS bytes
+				count(*) OVER newest AS n,
+				sum(octet_length(body)) OVER newest AS bytes
 			FROM `+s.schema+`.parked WHERE webhook_id = $1
+			WINDOW newest AS (ORDER BY commit_lsn DESC, id DESC ROWS UNBOUNDED PRECEDING)
 		)
 		DELETE FROM `+s.schema+`.parked p USING ranked r
 		WHERE p.id = r.id AND (r.n > $2 OR r.bytes > $3)

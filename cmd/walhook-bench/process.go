@@ -44,8 +44,8 @@ func buildWalhook(ctx context.Context, dir string) (string, error) {
 // walhookConfig is what the bench writes into walhook's configuration.
 type walhookConfig struct {
 	dbURL, slot, publication, listen, receiver string
-	concurrency                                 int
-	logLevel                                    string
+	concurrency                                int
+	logLevel                                   string
 }
 
 func (c walhookConfig) yaml() string {

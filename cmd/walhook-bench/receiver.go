@@ -57,6 +57,7 @@ type receiver struct {
 	rec     atomic.Pointer[recorder]
 	bufs    sync.Pool
 	pings   atomic.Int64
+	conns   atomic.Int64 // connections accepted
 
 	sampleMu sync.Mutex
 	samples  [webhookCount + 1][][]byte

@@ -56,14 +56,26 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 	log := newLogger(stderr, cfg.Log)
 
 	// A second SIGINT/SIGTERM exits at once, without waiting for deliveries.
+	// The second channel is registered before the first is stopped, so a
+	// signal in between never meets the default action.
+	finished := make(chan struct{})
+	defer close(finished)
 	go func() {
-		<-ctx.Done()
-		stopSignals()
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-		<-again
-		log.Warn("second signal: exiting at once")
-		os.Exit(1)
+		defer signal.Stop(again)
+		stopSignals()
+		select {
+		case <-again:
+			log.Warn("second signal: exiting at once")
+			os.Exit(1)
+		case <-finished:
+		}
 	}()
 
 	reloads := make(chan struct{}, 1)

@@ -1,0 +1,181 @@
+// Command walhook-bench measures walhook end to end on a private
+// PostgreSQL: it runs walhook as a separate process with webhooks for the
+// 12 core topics pointing at a built-in receiver on 127.0.0.1 that
+// verifies every signature, makes WooCommerce-like changes whose every
+// delivery it can predict, and reports throughput, latency, memory, CPU
+// and delivery correctness (missing, duplicates, per-row order, bad
+// signatures), next to the HTTP and decoding ceilings measured in the same
+// run.
+//
+//	go run ./cmd/walhook-bench                # drain, steady and memory
+//	go run ./cmd/walhook-bench --quick        # a smoke run of about a minute
+//	go run ./cmd/walhook-bench --scenarios drain --json
+//
+// Scenarios:
+//
+//   - drain: walhook stopped (its slot already created), --changes changes
+//     committed, walhook started; events/s from its start until the last
+//     expected delivery arrives, and the time to the first delivery. The
+//     same backlog is read by pg_recvlogical (the decoding ceiling) and
+//     replayed by a plain Go HTTP client (the HTTP ceiling).
+//   - steady: --rate changes/s for --duration in transactions of five
+//     changes; commit-to-arrival latency percentiles.
+//   - memory: the drain again with --big-changes, to compare peak RSS with
+//     the drain's.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	scenarios   []string
+	changes     int64
+	bigChanges  int64
+	rate        int
+	duration    time.Duration
+	concurrency int
+	maxTime     time.Duration
+	walhook     string
+	logLevel    string
+	json        bool
+	quick       bool
+	cpuProfile  string
+}
+
+var allScenarios = []string{"drain", "steady", "memory"}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "walhook-bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("walhook-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: drain, steady, memory")
+	fs.Int64Var(&o.changes, "changes", 100_000, "changes committed for the drain scenario")
+	fs.Int64Var(&o.bigChanges, "big-changes", 1_000_000, "changes committed for the memory scenario")
+	fs.IntVar(&o.rate, "rate", 500, "changes per second in the steady scenario")
+	fs.DurationVar(&o.duration, "duration", 60*time.Second, "length of the steady scenario's load")
+	fs.IntVar(&o.concurrency, "concurrency", 8, "walhook's delivery.concurrency (deliveries in flight per webhook)")
+	fs.DurationVar(&o.maxTime, "max-time", 10*time.Minute, "stop everything after this long")
+	fs.StringVar(&o.walhook, "walhook", "", "walhook binary to run (default: go build ./cmd/walhook of this module)")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "walhook's log.level (info writes a line per delivery, which costs CPU)")
+	fs.BoolVar(&o.json, "json", false, "also print one JSON line per scenario")
+	fs.BoolVar(&o.quick, "quick", false, "small sizes for a smoke run of about a minute")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a 10s CPU profile of walhook taken during the drain to this file")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for _, s := range strings.Split(*scenarios, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allScenarios, s) {
+			return o, fmt.Errorf("--scenarios: unknown scenario %q (want %s)", s, strings.Join(allScenarios, ", "))
+		}
+		if !slices.Contains(o.scenarios, s) {
+			o.scenarios = append(o.scenarios, s)
+		}
+	}
+	if o.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["changes"] {
+			o.changes = 5_000
+		}
+		if !set["big-changes"] {
+			o.bigChanges = 20_000
+		}
+		if !set["rate"] {
+			o.rate = 250
+		}
+		if !set["duration"] {
+			o.duration = 8 * time.Second
+		}
+		if !set["max-time"] {
+			o.maxTime = 3 * time.Minute
+		}
+	}
+	switch {
+	case o.changes < changesPerTx || o.bigChanges < changesPerTx:
+		return o, fmt.Errorf("--changes and --big-changes must be at least %d", changesPerTx)
+	case o.rate < 1 || o.duration <= 0:
+		return o, errors.New("--rate and --duration must be positive")
+	case o.concurrency < 1 || o.concurrency > 256:
+		return o, errors.New("--concurrency must be 1 to 256")
+	case o.maxTime <= 0:
+		return o, errors.New("--max-time must be positive")
+	}
+	switch o.logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return o, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	opts, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.maxTime)
+	defer cancel()
+
+	b, err := newBench(ctx, opts, stderr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	var results []result
+	for _, s := range opts.scenarios {
+		var r result
+		var err error
+		switch s {
+		case "drain":
+			r, err = b.drain(ctx, "drain", opts.changes, true)
+		case "steady":
+			r, err = b.steady(ctx)
+		case "memory":
+			r, err = b.drain(ctx, "memory", opts.bigChanges, false)
+		}
+		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("%w (--max-time %s)", err, opts.maxTime)
+			}
+			printTable(stdout, opts, results)
+			return fmt.Errorf("scenario %s: %w", s, err)
+		}
+		results = append(results, r)
+		if opts.json {
+			if err := printJSON(stdout, r); err != nil {
+				return err
+			}
+		}
+	}
+	printTable(stdout, opts, results)
+	return nil
+}
