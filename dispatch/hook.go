@@ -535,8 +535,18 @@ func decr(m map[string]int, key string) {
 func (h *hook) runDrainer(ctx context.Context) {
 	retry := h.d.opts.Delivery.Retry
 	failed := 0
-	timer := time.NewTimer(0) // a first pass at start picks up what an earlier run parked
+	// A first pass at start picks up what an earlier run parked. Without
+	// any, there is none: it could catch a delivery parked a moment later
+	// and retry it at once instead of on the parked schedule.
+	h.mu.Lock()
+	earlier := h.parkedRows > 0
+	h.mu.Unlock()
+	timer := time.NewTimer(0)
 	timerSet := true
+	if !earlier {
+		timer.Stop()
+		timerSet = false
+	}
 	defer timer.Stop()
 	for {
 		select {

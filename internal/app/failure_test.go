@@ -886,11 +886,12 @@ func TestReceiverFaults(t *testing.T) {
 	}
 	for _, f := range faults {
 		t.Run(strings.TrimPrefix(f.path, "/"), func(t *testing.T) {
+			logs := attemptLogs(t, in, f.id)
 			if n := fs.count(f.path); n != f.requests {
-				t.Errorf("%d requests, want %d", n, f.requests)
+				t.Errorf("%d requests, want %d; attempts logged: %v", n, f.requests, logs)
 			}
-			if n := len(attemptLogs(t, in, f.id)); n != fs.count(f.path) {
-				t.Errorf("%d delivery log lines for %d attempts", n, fs.count(f.path))
+			if n := len(logs); n != fs.count(f.path) {
+				t.Errorf("%d delivery log lines for %d attempts: %v", n, fs.count(f.path), logs)
 			}
 			w := storedWebhook(t, st, f.id)
 			wantFailures, wantParked := 0, int64(0)
@@ -898,8 +899,8 @@ func TestReceiverFaults(t *testing.T) {
 				wantFailures, wantParked = 1, 1
 			}
 			if w.FailureCount != wantFailures || parkedRows(t, st, f.id) != wantParked || w.Status != state.StatusActive {
-				t.Errorf("failure_count %d, %d parked, status %q; want %d, %d, active",
-					w.FailureCount, parkedRows(t, st, f.id), w.Status, wantFailures, wantParked)
+				t.Errorf("failure_count %d, %d parked, status %q; want %d, %d, active; attempts logged: %v",
+					w.FailureCount, parkedRows(t, st, f.id), w.Status, wantFailures, wantParked, logs)
 			}
 		})
 	}
