@@ -185,7 +185,10 @@ func (d *Dispatcher) Refresh(ctx context.Context) error {
 			h.m.failures.Set(float64(w.FailureCount))
 			h.setStatus(parseStatus(w.Status))
 		}
-		if w.PendingPing && w.Status == state.StatusActive && d.work != nil {
+		// A pending ping goes out once per start and per change of the
+		// webhook, not on every refresh.
+		if w.PendingPing && w.Status == state.StatusActive && d.work != nil && h.pingedRevision != w.Revision {
+			h.pingedRevision = w.Revision
 			h.ping(d.work)
 		}
 	}

@@ -112,7 +112,9 @@ type hook struct {
 	status   atomic.Int32
 	failures atomic.Int64
 	revision int64 // owned by the dispatcher's refresh
-	m        *hookMetrics
+	// pingedRevision is the revision a ping was last sent for (refresh).
+	pingedRevision int64
+	m              *hookMetrics
 
 	lanes  []chan *task
 	sendMu sync.RWMutex // held for reading while routing to lanes, for writing while removing
@@ -211,6 +213,7 @@ func (h *hook) settle(t *task, outcome string) {
 func (h *hook) runLane(ctx context.Context, ch chan *task) {
 	var sg *signer
 	var sgDef *hookDef
+	header := make(http.Header, 12)
 	for {
 		select {
 		case <-h.stop:
@@ -224,12 +227,12 @@ func (h *hook) runLane(ctx context.Context, ch chan *task) {
 			if sgDef != def {
 				sg, sgDef = newSigner(def.Secret), def
 			}
-			h.handle(ctx, t, def, sg)
+			h.handle(ctx, header, t, def, sg)
 		}
 	}
 }
 
-func (h *hook) handle(ctx context.Context, t *task, def *hookDef, sg *signer) {
+func (h *hook) handle(ctx context.Context, header http.Header, t *task, def *hookDef, sg *signer) {
 	switch h.status.Load() {
 	case statusPaused, statusRemoved:
 		h.settle(t, OutcomeSkipped)
@@ -252,14 +255,15 @@ func (h *hook) handle(ctx context.Context, t *task, def *hookDef, sg *signer) {
 	retry := h.d.opts.Delivery.Retry
 	var r result
 	for attempt := 1; ; attempt++ {
-		r = h.attempt(ctx, def, sg, t.ev, id, attempt)
+		r = h.attempt(ctx, header, def, sg, t.ev, id, attempt)
 		if r.ok() {
 			h.succeeded(ctx, r)
 			h.settle(t, OutcomeSuccess)
 			return
 		}
 		if ctx.Err() != nil || h.stopping() {
-			return // shutting down: left unsettled, delivered again after the restart
+			h.abandon(t)
+			return
 		}
 		if r.code == http.StatusGone || r.permanent() || attempt >= retry.Attempts {
 			break
@@ -270,6 +274,7 @@ func (h *hook) handle(ctx context.Context, t *task, def *hookDef, sg *signer) {
 			wait = backoff(retry.Backoff, retry.MaxBackoff, attempt)
 		}
 		if !sleep(ctx, h.stop, wait) {
+			h.abandon(t)
 			return
 		}
 	}
@@ -279,6 +284,15 @@ func (h *hook) handle(ctx context.Context, t *task, def *hookDef, sg *signer) {
 	h.breaker = true
 	h.mu.Unlock()
 	h.park(ctx, parkReq{t: t, failure: &r, disable: r.code == http.StatusGone}, false)
+}
+
+// abandon leaves a task unsettled when walhook stops (it is delivered
+// again after the restart), but settles it when its webhook is being
+// removed, so the slot is not held back by a webhook that is gone.
+func (h *hook) abandon(t *task) {
+	if h.status.Load() == statusRemoved {
+		h.settle(t, OutcomeSkipped)
+	}
 }
 
 func (h *hook) stopping() bool {
@@ -301,7 +315,9 @@ func (h *hook) park(ctx context.Context, req parkReq, countKey bool) {
 	select {
 	case h.parkCh <- req:
 	case <-h.stop:
+		h.abandon(req.t)
 	case <-ctx.Done():
+		h.abandon(req.t)
 	}
 }
 
@@ -321,8 +337,10 @@ func (h *hook) succeeded(ctx context.Context, r result) {
 }
 
 // attempt sends one request and writes its delivery log line.
-func (h *hook) attempt(ctx context.Context, def *hookDef, sg *signer, ev *event, id string, n int) result {
-	header := make(http.Header, 12)
+// header is the caller's to reuse: it is cleared and filled here, and the
+// transport is done with it when the attempt returns.
+func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg *signer, ev *event, id string, n int) result {
+	clear(header)
 	header["Content-Type"] = contentJSON
 	header["User-Agent"] = h.d.userAgent
 	if def.Signature != SignatureStandardWebhooks {
@@ -389,6 +407,16 @@ func (h *hook) runParker(ctx context.Context) {
 		batch = batch[:0]
 		select {
 		case <-h.stop:
+			if h.status.Load() == statusRemoved {
+				for {
+					select {
+					case req := <-h.parkCh:
+						h.abandon(req.t)
+					default:
+						return
+					}
+				}
+			}
 			return
 		case req := <-h.parkCh:
 			batch = append(batch, req)
@@ -467,12 +495,7 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 		h.m.failures.Set(float64(f.FailureCount))
 	}
 	if f.Disabled {
-		h.status.Store(statusDisabled)
-		h.d.opts.Metrics.setStatus(h.idLabel, state.StatusDisabled)
-		h.m.disables.Inc()
-		h.d.log.Warn("webhook disabled after failed deliveries",
-			"webhook_id", h.id, "failures", f.FailureCount, "max_failures", h.d.opts.Delivery.MaxFailures,
-			"last_response_code", last.code, "last_error", last.describe(), "last_response_body", last.excerpt)
+		h.disabled(f, *last)
 	}
 	var size int64
 	for _, r := range rows {
@@ -518,6 +541,16 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 	}
 	h.poke()
 	return true
+}
+
+// disabled applies an automatic disable the state schema has recorded.
+func (h *hook) disabled(f state.Failure, last result) {
+	h.status.Store(statusDisabled)
+	h.d.opts.Metrics.setStatus(h.idLabel, state.StatusDisabled)
+	h.m.disables.Inc()
+	h.d.log.Warn("webhook disabled after failed deliveries",
+		"webhook_id", h.id, "failures", f.FailureCount, "max_failures", h.d.opts.Delivery.MaxFailures,
+		"last_response_code", last.code, "last_error", last.describe(), "last_response_body", last.excerpt)
 }
 
 // decr counts one less for key, forgetting it at zero.
@@ -593,6 +626,7 @@ func (h *hook) runDrainer(ctx context.Context) {
 // (true) or one fails (false).
 func (h *hook) drainPass(ctx context.Context) (bool, error) {
 	store := h.d.opts.Store
+	header := make(http.Header, 12)
 	var after int64
 	for {
 		rows, err := store.DueParked(ctx, h.id, after, 100)
@@ -610,7 +644,7 @@ func (h *hook) drainPass(ctx context.Context) (bool, error) {
 			def := h.def.Load()
 			ev := &event{Event: topics.Event{Body: p.Body}}
 			ev.Topic, _ = topics.Parse(p.Topic)
-			r := h.attempt(ctx, def, newSigner(def.Secret), ev, p.DeliveryID, p.Attempts+1)
+			r := h.attempt(ctx, header, def, newSigner(def.Secret), ev, p.DeliveryID, p.Attempts+1)
 			dr := state.DeliveryResult{At: time.Now(), Code: r.code, Error: r.describe()}
 			if r.ok() {
 				h.parkMu.Lock()
@@ -650,12 +684,7 @@ func (h *hook) drainPass(ctx context.Context) (bool, error) {
 			h.failures.Store(int64(f.FailureCount))
 			h.m.failures.Set(float64(f.FailureCount))
 			if f.Disabled {
-				h.status.Store(statusDisabled)
-				h.d.opts.Metrics.setStatus(h.idLabel, state.StatusDisabled)
-				h.m.disables.Inc()
-				h.d.log.Warn("webhook disabled after failed deliveries",
-					"webhook_id", h.id, "failures", f.FailureCount, "max_failures", h.d.opts.Delivery.MaxFailures,
-					"last_response_code", r.code, "last_error", r.describe(), "last_response_body", r.excerpt)
+				h.disabled(f, r)
 			}
 			h.mu.Lock()
 			h.breaker = true

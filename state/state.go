@@ -284,7 +284,8 @@ func (s *Store) SyncConfigWebhook(ctx context.Context, w Webhook) (Webhook, erro
 			name = excluded.name, topic = excluded.topic, delivery_url = excluded.delivery_url,
 			signature = excluded.signature, definition_hash = excluded.definition_hash,
 			status = excluded.status, failure_count = 0,
-			pending_ping = w.pending_ping OR (excluded.status = 'active' AND w.delivery_url <> excluded.delivery_url),
+			pending_ping = w.pending_ping OR (excluded.status = 'active' AND
+				(w.delivery_url <> excluded.delivery_url OR w.last_ping_at IS NULL)),
 			revision = w.revision + 1, date_modified = now()
 		WHERE w.origin = 'config' AND w.definition_hash <> excluded.definition_hash
 		RETURNING `+webhookColumns, w.ID, w.Name, w.Topic, w.DeliveryURL, w.Signature, w.DefinitionHash, w.Status)
@@ -369,7 +370,9 @@ func (s *Store) UpdateWebhook(ctx context.Context, id int64, change func(*Webhoo
 	if w.Status == StatusActive && old.Status != StatusActive {
 		w.FailureCount = 0
 	}
-	if w.Status == StatusActive && w.DeliveryURL != old.DeliveryURL {
+	// Ping when an active webhook's URL changes, and when a webhook
+	// becomes active for the first time (it was never pinged).
+	if w.Status == StatusActive && (w.DeliveryURL != old.DeliveryURL || old.Status != StatusActive && old.LastPingAt.IsZero()) {
 		w.PendingPing = true
 	}
 	got, err := scanWebhook(tx.QueryRow(ctx, `
