@@ -102,6 +102,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// output easy to follow from the first line.
 		select {
 		case addr := <-listening:
+			fmt.Fprintf(stdout, "walhook demo: metrics on http://%s/metrics, health on /healthz and /readyz\n", addr)
 			waitReady(ctx, "http://"+addr.String()+"/readyz")
 		case <-ctx.Done():
 		}
@@ -245,7 +246,7 @@ func (r *demoReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if topic == "" { // an activation ping: webhook_id=<id>, unsigned
-		fmt.Fprintf(r.out, "  ping      %-18s %s\n", "", body)
+		fmt.Fprintf(r.out, "  ping      %-21s %s\n", "", body)
 		return
 	}
 	mac := hmac.New(sha256.New, r.secret)
@@ -261,7 +262,7 @@ func (r *demoReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if len(excerpt) > 110 {
 		excerpt = excerpt[:110] + "…"
 	}
-	fmt.Fprintf(r.out, "  delivery  %-18s webhook %-2s %s  %s\n", topic, req.Header.Get("X-WC-Webhook-ID"), verdict, excerpt)
+	fmt.Fprintf(r.out, "  delivery  %-21s webhook %-2s %s  %s\n", topic, req.Header.Get("X-WC-Webhook-ID"), verdict, excerpt)
 }
 
 func (r *demoReceiver) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.n }
