@@ -545,10 +545,10 @@ func coalesce(events []*event) []*event {
 	return out
 }
 
-// savePositions writes positions when they move, at most four times a
+// savePositions writes positions when they move, at most ten times a
 // second, so a restart skips what each webhook already received.
 func (d *Dispatcher) savePositions(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
