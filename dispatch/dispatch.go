@@ -61,13 +61,12 @@ type Dispatcher struct {
 	tracker    tracker
 	lastRouted atomic.Uint64 // commit LSN of the newest fully routed transaction
 
-	mu       sync.Mutex // guards hooks, config and work
-	hooks    map[int64]*hook
-	config   map[int64]Definition // webhooks declared in the configuration (their secrets live only here)
-	work     context.Context      // the context hooks run under; nil before Run
-	routes   atomic.Pointer[map[topics.Topic][]*hook]
-	changed  chan struct{} // positions or webhooks changed since the last save
-	refreshC chan struct{}
+	mu      sync.Mutex // guards hooks, config and work
+	hooks   map[int64]*hook
+	config  map[int64]Definition // webhooks declared in the configuration (their secrets live only here)
+	work    context.Context      // the context hooks run under; nil before Run
+	routes  atomic.Pointer[map[topics.Topic][]*hook]
+	changed chan struct{} // positions or webhooks changed since the last save
 }
 
 // New returns a dispatcher.
@@ -87,7 +86,6 @@ func New(opts Options) *Dispatcher {
 		hooks:     make(map[int64]*hook),
 		config:    make(map[int64]Definition),
 		changed:   make(chan struct{}, 1),
-		refreshC:  make(chan struct{}, 1),
 	}
 	if d.client == nil {
 		d.client = NewClient(opts.Delivery.Concurrency, opts.Delivery.AllowPrivateNetworks, opts.Delivery.AllowCIDRs)
@@ -604,7 +602,6 @@ func (d *Dispatcher) pollChanges(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case <-d.refreshC:
 		}
 		revs, err := d.opts.Store.Revisions(ctx)
 		if err != nil {
@@ -628,41 +625,6 @@ func (d *Dispatcher) pollChanges(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// Snapshot is a webhook's runtime view, for health and admin output.
-type Snapshot struct {
-	ID          int64
-	Status      string
-	Failures    int64
-	QueueDepth  int
-	LastAt      time.Time
-	LastCode    int
-	ParkedRows  int
-	DeliveredTo pglogrepl.LSN
-}
-
-// Webhooks returns a snapshot of every running webhook.
-func (d *Dispatcher) Webhooks() []Snapshot {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]Snapshot, 0, len(d.hooks))
-	for _, h := range d.hooks {
-		s := Snapshot{ID: h.id, Status: statusName(h.status.Load()), Failures: h.failures.Load(), LastCode: int(h.lastCode.Load())}
-		for _, ch := range h.lanes {
-			s.QueueDepth += len(ch)
-		}
-		if at := h.lastAt.Load(); at != 0 {
-			s.LastAt = time.Unix(0, at)
-		}
-		h.mu.Lock()
-		s.ParkedRows = int(h.parkedRows)
-		h.mu.Unlock()
-		commit, _, _, _ := h.tracker.position()
-		s.DeliveredTo = commit
-		out = append(out, s)
-	}
-	return out
 }
 
 // definitionHash identifies a configured definition, so the stored runtime

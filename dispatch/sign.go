@@ -37,14 +37,13 @@ func DeliveryID(webhookID int64, commit pglogrepl.LSN, index uint32) string {
 // signer computes signatures with reusable HMAC states. It is not safe for
 // concurrent use: each delivery lane owns one.
 type signer struct {
-	secret string
-	wc     hash.Hash // HMAC-SHA256 keyed with the secret, for X-WC-Webhook-Signature
-	sw     hash.Hash // HMAC-SHA256 keyed with the decoded whsec_ secret, for webhook-signature
-	sum    []byte
+	wc  hash.Hash // HMAC-SHA256 keyed with the secret, for X-WC-Webhook-Signature
+	sw  hash.Hash // HMAC-SHA256 keyed with the decoded whsec_ secret, for webhook-signature
+	sum []byte
 }
 
 func newSigner(secret string) *signer {
-	s := &signer{secret: secret, wc: hmac.New(sha256.New, []byte(secret))}
+	s := &signer{wc: hmac.New(sha256.New, []byte(secret))}
 	if key, err := StandardWebhooksKey(secret); err == nil {
 		s.sw = hmac.New(sha256.New, key)
 	}
