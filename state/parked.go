@@ -180,20 +180,25 @@ func (s *Store) DeleteParked(ctx context.Context, p Parked, r DeliveryResult) (b
 	return deleted, nil
 }
 
-// RescheduleParked records a failed retry of a parked delivery: its next
-// attempt time, and one more failure for the webhook (disabling it when the
-// count exceeds maxFailures, or at once when disable is set).
+// RescheduleParked records a failed retry of a parked delivery in one
+// transaction: its next attempt time, and one more failure for the webhook
+// (disabling it when the count exceeds maxFailures, or at once when
+// disable is set).
 func (s *Store) RescheduleParked(ctx context.Context, p Parked, r DeliveryResult, next time.Time, maxFailures int, disable bool) (Failure, error) {
-	f, err := s.RecordFailure(ctx, p.WebhookID, 1, r, maxFailures, disable, nil)
-	if err != nil {
-		return f, err
-	}
-	_, err = s.pool.Exec(ctx, `UPDATE `+s.schema+`.parked SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1`,
-		p.ID, next, r.Error)
-	if err != nil {
-		return f, fmt.Errorf("state: reschedule parked delivery %d: %w", p.ID, err)
-	}
-	return f, nil
+	var f Failure
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if f, err = s.recordFailure(ctx, tx, p.WebhookID, 1, r, maxFailures, disable); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.parked SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1`,
+			p.ID, next, r.Error)
+		if err != nil {
+			return fmt.Errorf("state: reschedule parked delivery %d: %w", p.ID, err)
+		}
+		return nil
+	})
+	return f, err
 }
 
 // DiscardParked deletes every parked delivery of webhook id and returns how

@@ -454,14 +454,22 @@ type Failure struct {
 // same transaction, so a failure is never counted without its delivery
 // being kept, nor kept without being counted.
 func (s *Store) RecordFailure(ctx context.Context, id int64, failures int, r DeliveryResult, maxFailures int, disable bool, park []Parked) (Failure, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return Failure{}, fmt.Errorf("state: record failure of webhook %d: %w", id, err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	var f Failure
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if f, err = s.recordFailure(ctx, tx, id, failures, r, maxFailures, disable); err != nil {
+			return err
+		}
+		return insertParked(ctx, tx, s.schema, park)
+	})
+	return f, err
+}
+
+// recordFailure counts failures inside tx; see RecordFailure.
+func (s *Store) recordFailure(ctx context.Context, tx pgx.Tx, id int64, failures int, r DeliveryResult, maxFailures int, disable bool) (Failure, error) {
 	var f Failure
 	var status string
-	err = tx.QueryRow(ctx, `SELECT status, failure_count FROM `+s.schema+`.webhooks WHERE id = $1 FOR UPDATE`, id).Scan(&status, &f.FailureCount)
+	err := tx.QueryRow(ctx, `SELECT status, failure_count FROM `+s.schema+`.webhooks WHERE id = $1 FOR UPDATE`, id).Scan(&status, &f.FailureCount)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return f, ErrNotFound
 	}
@@ -480,12 +488,6 @@ func (s *Store) RecordFailure(ctx context.Context, id int64, failures int, r Del
 			last_delivery_error = CASE WHEN $8 THEN $7 ELSE last_delivery_error END
 		WHERE id = $1`, id, f.FailureCount, status, f.Disabled, r.At, r.Code, r.Error, failures > 0)
 	if err != nil {
-		return f, fmt.Errorf("state: record failure of webhook %d: %w", id, err)
-	}
-	if err := insertParked(ctx, tx, s.schema, park); err != nil {
-		return f, err
-	}
-	if err := tx.Commit(ctx); err != nil {
 		return f, fmt.Errorf("state: record failure of webhook %d: %w", id, err)
 	}
 	return f, nil
