@@ -78,18 +78,26 @@ type instance struct {
 // start runs walhook with cfg until stop is called or the test ends.
 func start(t testing.TB, cfg *config.Config) *instance {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith runs walhook like start, with options adjusted by set.
+func startWith(t testing.TB, cfg *config.Config, set func(*app.Options)) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{cancel: cancel, done: make(chan error, 1), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	listening := make(chan net.Addr, 1)
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(in.logs, testWriter{t}), &slog.HandlerOptions{Level: cfg.Log.Level}))
-	go func() {
-		in.done <- app.Run(ctx, cfg, app.Options{
-			Version:   "test",
-			Logger:    log,
-			Registry:  in.reg,
-			Listening: func(a net.Addr) { listening <- a },
-		})
-	}()
+	opts := app.Options{
+		Version:   "test",
+		Logger:    log,
+		Registry:  in.reg,
+		Listening: func(a net.Addr) { listening <- a },
+	}
+	if set != nil {
+		set(&opts)
+	}
+	go func() { in.done <- app.Run(ctx, cfg, opts) }()
 	select {
 	case in.addr = <-listening:
 	case err := <-in.done:

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -105,36 +104,6 @@ func readyz(t testing.TB, addr net.Addr) (int, map[string]string) {
 		t.Fatalf("/readyz answered %d with a body that is not a JSON object: %q", code, body)
 	}
 	return code, m
-}
-
-// startWith runs walhook like start, with options adjusted by set.
-func startWith(t testing.TB, cfg *config.Config, set func(*app.Options)) *instance {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{cancel: cancel, done: make(chan error, 1), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	listening := make(chan net.Addr, 1)
-	log := slog.New(slog.NewJSONHandler(io.MultiWriter(in.logs, testWriter{t}), &slog.HandlerOptions{Level: cfg.Log.Level}))
-	opts := app.Options{
-		Version:   "test",
-		Logger:    log,
-		Registry:  in.reg,
-		Listening: func(a net.Addr) { listening <- a },
-	}
-	if set != nil {
-		set(&opts)
-	}
-	go func() { in.done <- app.Run(ctx, cfg, opts) }()
-	select {
-	case in.addr = <-listening:
-	case err := <-in.done:
-		cancel()
-		t.Fatalf("walhook stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("walhook did not start listening within 30s")
-	}
-	t.Cleanup(func() { in.stop(t) })
-	return in
 }
 
 // waitStreaming waits until the instance's /readyz says it streams.
