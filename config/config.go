@@ -97,8 +97,13 @@ type Delivery struct {
 	// Timeout bounds one delivery attempt; default 5s, from 100ms to 5m.
 	Timeout time.Duration
 	// MaxFailures is the number of consecutive failed deliveries a webhook
-	// may have; one more disables it. Default 5.
+	// may have; one more disables it, once DisableAfter has also passed.
+	// Default 5.
 	MaxFailures int
+	// DisableAfter is how long a webhook must have gone without a
+	// successful delivery before failures beyond MaxFailures disable it;
+	// default 1h. Zero disables on the count alone, as WooCommerce does.
+	DisableAfter time.Duration
 	// Concurrency is the number of deliveries in flight per webhook;
 	// default 8, from 1 to 256.
 	Concurrency int
@@ -111,6 +116,10 @@ type Delivery struct {
 	// Coalesce is "transaction" (the default: one delivery per row, topic
 	// and transaction, with the row's last state) or "none".
 	Coalesce string
+	// CoalesceMax is the most changes a transaction may have to be
+	// coalesced; bigger transactions are delivered change by change, so
+	// memory stays bounded. Default 10000.
+	CoalesceMax int
 	// ShutdownGrace is how long in-flight deliveries may finish on
 	// shutdown; default 10s.
 	ShutdownGrace time.Duration
@@ -143,6 +152,12 @@ type Retry struct {
 	// ParkedMaxBackoff caps the wait between retries of a parked
 	// delivery; default 1h.
 	ParkedMaxBackoff time.Duration
+	// ProbeInterval is the wait before the first probe of a receiver that
+	// is down (its oldest parked delivery tried again), doubled after each
+	// failed probe; default 1s.
+	ProbeInterval time.Duration
+	// ProbeMaxInterval caps the wait between probes; default 30s.
+	ProbeMaxInterval time.Duration
 }
 
 // ParkLimit bounds the parked deliveries of one webhook; beyond it the
@@ -261,8 +276,10 @@ func Defaults() *Config {
 		Delivery: Delivery{
 			Timeout:       5 * time.Second,
 			MaxFailures:   5,
+			DisableAfter:  time.Hour,
 			Concurrency:   8,
 			Coalesce:      CoalesceTransaction,
+			CoalesceMax:   10000,
 			ShutdownGrace: 10 * time.Second,
 			Retry: Retry{
 				Attempts:         3,
@@ -271,6 +288,8 @@ func Defaults() *Config {
 				RetryAfterCap:    time.Minute,
 				ParkedBackoff:    time.Minute,
 				ParkedMaxBackoff: time.Hour,
+				ProbeInterval:    time.Second,
+				ProbeMaxInterval: 30 * time.Second,
 			},
 			ParkLimit: ParkLimit{Rows: 100000, Bytes: 256 << 20},
 		},

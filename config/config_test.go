@@ -75,6 +75,10 @@ func TestDefaults(t *testing.T) {
 		{"retry.retry_after_cap", c.Delivery.Retry.RetryAfterCap, 60 * time.Second},
 		{"retry.parked_backoff", c.Delivery.Retry.ParkedBackoff, time.Minute},
 		{"retry.parked_max_backoff", c.Delivery.Retry.ParkedMaxBackoff, time.Hour},
+		{"retry.probe_interval", c.Delivery.Retry.ProbeInterval, time.Second},
+		{"retry.probe_max_interval", c.Delivery.Retry.ProbeMaxInterval, 30 * time.Second},
+		{"disable_after", c.Delivery.DisableAfter, time.Hour},
+		{"coalesce_max", c.Delivery.CoalesceMax, 10000},
 		{"park_limit.rows", c.Delivery.ParkLimit.Rows, int64(100000)},
 		{"park_limit.bytes", c.Delivery.ParkLimit.Bytes, int64(256 << 20)},
 		{"listen", c.HTTP.Listen, "127.0.0.1:9187"},
@@ -152,10 +156,12 @@ resources:
 delivery:
   timeout: 1m30s
   max_failures: 0
+  disable_after: 0s
   concurrency: 256
   allow_private_networks: true
   allow_cidrs: [10.1.0.0/16, 192.168.1.7, "fd00::/8", 10.2.3.4/8]
   coalesce: none
+  coalesce_max: 50
   shutdown_grace: 0s
   retry:
     attempts: 10
@@ -164,6 +170,8 @@ delivery:
     retry_after_cap: 0s
     parked_backoff: 30s
     parked_max_backoff: 168h
+    probe_interval: 200ms
+    probe_max_interval: 5s
   park_limit:
     rows: 5
     bytes: 512KiB
@@ -216,6 +224,7 @@ webhooks:
 		Delivery: Delivery{
 			Timeout:              90 * time.Second,
 			MaxFailures:          0,
+			DisableAfter:         0,
 			Concurrency:          256,
 			AllowPrivateNetworks: true,
 			AllowCIDRs: []netip.Prefix{
@@ -225,6 +234,7 @@ webhooks:
 				netip.MustParsePrefix("10.0.0.0/8"),
 			},
 			Coalesce:      CoalesceNone,
+			CoalesceMax:   50,
 			ShutdownGrace: 0,
 			Retry: Retry{
 				Attempts:         10,
@@ -233,6 +243,8 @@ webhooks:
 				RetryAfterCap:    0,
 				ParkedBackoff:    30 * time.Second,
 				ParkedMaxBackoff: 168 * time.Hour,
+				ProbeInterval:    200 * time.Millisecond,
+				ProbeMaxInterval: 5 * time.Second,
 			},
 			ParkLimit: ParkLimit{Rows: 5, Bytes: 512 << 10},
 		},
@@ -253,7 +265,7 @@ webhooks:
 				DeliveryURL: "http://127.0.0.1:8080/hook?x=1",
 				Secret:      "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 				Signature:   SignatureStandardWebhooks,
-				Line:        46,
+				Line:        50,
 			},
 			{
 				ID: 43, Status: StatusPaused,
@@ -261,7 +273,7 @@ webhooks:
 				DeliveryURL: "https://hooks.example.com/points",
 				Secret:      "fallback",
 				Signature:   SignatureWooCommerce,
-				Line:        53,
+				Line:        57,
 			},
 		},
 	}

@@ -96,12 +96,14 @@ func (d *decoder) delivery(path string, n *yaml.Node, dl *Delivery) {
 	d.mapping(path, n, []field{
 		{name: "timeout", decode: scalarField(d, &dl.Timeout, "a duration", duration(100*time.Millisecond, 5*time.Minute))},
 		{name: "max_failures", decode: scalarField(d, &dl.MaxFailures, "an integer", integer(0, math.MaxInt))},
+		{name: "disable_after", decode: scalarField(d, &dl.DisableAfter, "a duration", duration(0, 365*24*time.Hour))},
 		{name: "concurrency", decode: scalarField(d, &dl.Concurrency, "an integer", integer(1, 256))},
 		{name: "allow_private_networks", decode: scalarField(d, &dl.AllowPrivateNetworks, "true or false", boolean)},
 		{name: "allow_cidrs", decode: func(p string, n *yaml.Node) {
 			dl.AllowCIDRs = listOf(d, p, n, "a CIDR prefix", prefix)
 		}},
 		{name: "coalesce", decode: scalarField(d, &dl.Coalesce, "a string", oneOf(CoalesceTransaction, CoalesceNone))},
+		{name: "coalesce_max", decode: scalarField(d, &dl.CoalesceMax, "an integer", integer(1, 1_000_000))},
 		{name: "shutdown_grace", decode: scalarField(d, &dl.ShutdownGrace, "a duration", duration(0, 10*time.Minute))},
 		{name: "retry", decode: func(p string, n *yaml.Node) { d.retry(p, n, &dl.Retry) }},
 		{name: "park_limit", decode: func(p string, n *yaml.Node) { d.parkLimit(p, n, &dl.ParkLimit) }},
@@ -116,9 +118,12 @@ func (d *decoder) retry(path string, n *yaml.Node, r *Retry) {
 		{name: "retry_after_cap", decode: scalarField(d, &r.RetryAfterCap, "a duration", duration(0, time.Hour))},
 		{name: "parked_backoff", decode: scalarField(d, &r.ParkedBackoff, "a duration", duration(10*time.Millisecond, 24*time.Hour))},
 		{name: "parked_max_backoff", decode: scalarField(d, &r.ParkedMaxBackoff, "a duration", duration(10*time.Millisecond, 7*24*time.Hour))},
+		{name: "probe_interval", decode: scalarField(d, &r.ProbeInterval, "a duration", duration(10*time.Millisecond, time.Hour))},
+		{name: "probe_max_interval", decode: scalarField(d, &r.ProbeMaxInterval, "a duration", duration(10*time.Millisecond, 24*time.Hour))},
 	})
 	d.ordered(path, got, "backoff", "max_backoff", r.Backoff, r.MaxBackoff)
 	d.ordered(path, got, "parked_backoff", "parked_max_backoff", r.ParkedBackoff, r.ParkedMaxBackoff)
+	d.ordered(path, got, "probe_interval", "probe_max_interval", r.ProbeInterval, r.ProbeMaxInterval)
 }
 
 // ordered reports when the duration lo (key loKey) exceeds hi (key hiKey),
