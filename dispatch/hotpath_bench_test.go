@@ -48,14 +48,14 @@ func benchHeader(def *hookDef, source, ua []string, sig, id string) http.Header 
 	header := make(http.Header, 12)
 	header["Content-Type"] = contentJSON
 	header["User-Agent"] = ua
-	header["X-Wc-Webhook-Source"] = source
-	header["X-Wc-Webhook-Topic"] = def.topic
-	header["X-Wc-Webhook-Resource"] = def.resource
-	header["X-Wc-Webhook-Event"] = def.event
-	header["X-Wc-Webhook-Signature"] = []string{sig}
-	header["X-Wc-Webhook-Id"] = def.idText
-	header["X-Wc-Webhook-Delivery-Id"] = []string{id}
-	header["X-Wc-Delivery-Id"] = header["X-Wc-Webhook-Delivery-Id"]
+	header[headerSource] = source
+	header[headerTopic] = def.topic
+	header[headerResource] = def.resource
+	header[headerEvent] = def.event
+	header[headerSignature] = []string{sig}
+	header[headerID] = def.idText
+	header[headerDelivery] = []string{id}
+	header[headerDeliveryWC] = header[headerDelivery]
 	return header
 }
 

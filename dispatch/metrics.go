@@ -29,7 +29,6 @@ type Metrics struct {
 	Disables            *prometheus.CounterVec
 	Pings               *prometheus.CounterVec
 	Events              *prometheus.CounterVec
-	OmittedColumns      *prometheus.CounterVec
 	QueueDepth          *prometheus.GaugeVec
 	InFlight            prometheus.Gauge
 	Parked              *prometheus.GaugeVec
@@ -74,10 +73,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "walhook_events_total",
 			Help: "Events decoded from the replication stream by topic.",
 		}, []string{"topic"}),
-		OmittedColumns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "walhook_payload_omitted_columns_total",
-			Help: "Columns left out of a payload because the server sent an unchanged TOASTed value without the old row (set REPLICA IDENTITY FULL).",
-		}, []string{"resource"}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "walhook_queue_depth",
 			Help: "Deliveries queued in memory for a webhook, waiting for a free delivery lane.",
@@ -104,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.Deliveries, m.Attempts, m.AttemptDuration, m.ConsecutiveFailures, m.Status, m.Disables,
-		m.Pings, m.Events, m.OmittedColumns, m.QueueDepth, m.InFlight, m.Parked, m.SettledLSN, m.LagSeconds, m.Transactions)
+		m.Pings, m.Events, m.QueueDepth, m.InFlight, m.Parked, m.SettledLSN, m.LagSeconds, m.Transactions)
 	return m
 }
 

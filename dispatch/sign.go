@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pglogrepl"
+	"github.com/walhook/walhook/state"
 )
 
 // Signature schemes a webhook can use.
@@ -25,7 +25,7 @@ const (
 // transaction committed at commit, for webhook id: 32 hex characters, as
 // WooCommerce's are, and the same on every attempt and every redelivery
 // after a restart.
-func DeliveryID(webhookID int64, commit pglogrepl.LSN, index uint32) string {
+func DeliveryID(webhookID int64, commit state.LSN, index uint32) string {
 	var in [20]byte
 	binary.BigEndian.PutUint64(in[0:], uint64(webhookID))
 	binary.BigEndian.PutUint64(in[8:], uint64(commit))

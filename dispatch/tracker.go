@@ -4,14 +4,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pglogrepl"
+	"github.com/walhook/walhook/state"
 )
 
 // txMark is one transaction inside a tracker: how many of its deliveries
 // are not settled yet, and whether all of them have been added (sealed).
 type txMark struct {
-	commit     pglogrepl.LSN
-	end        pglogrepl.LSN
+	commit     state.LSN
+	end        state.LSN
 	commitTime time.Time
 	pending    int
 	sealed     bool
@@ -23,14 +23,14 @@ type txMark struct {
 type tracker struct {
 	mu      sync.Mutex
 	queue   []*txMark // unsettled transactions, oldest first
-	commit  pglogrepl.LSN
-	end     pglogrepl.LSN
-	advance func(commit, end pglogrepl.LSN) // called with mu held when the prefix advances
+	commit  state.LSN
+	end     state.LSN
+	advance func(commit, end state.LSN) // called with mu held when the prefix advances
 }
 
 // open starts tracking a transaction. Transactions must be opened in
 // commit order.
-func (t *tracker) open(commit pglogrepl.LSN, commitTime time.Time) *txMark {
+func (t *tracker) open(commit state.LSN, commitTime time.Time) *txMark {
 	m := &txMark{commit: commit, commitTime: commitTime}
 	t.mu.Lock()
 	t.queue = append(t.queue, m)
@@ -46,7 +46,7 @@ func (t *tracker) add(m *txMark, n int) {
 }
 
 // seal records that m has all its deliveries and its end position.
-func (t *tracker) seal(m *txMark, end pglogrepl.LSN) {
+func (t *tracker) seal(m *txMark, end state.LSN) {
 	t.mu.Lock()
 	m.sealed = true
 	m.end = end
@@ -84,7 +84,7 @@ func (t *tracker) popLocked() {
 // position returns the newest settled transaction's commit and end
 // positions, whether nothing is unsettled, and the commit time of the
 // oldest unsettled transaction (zero when idle).
-func (t *tracker) position() (commit, end pglogrepl.LSN, idle bool, oldest time.Time) {
+func (t *tracker) position() (commit, end state.LSN, idle bool, oldest time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.queue) > 0 {

@@ -10,14 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-
-	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/state"
 )
 
 func TestTrackerConfirmsContiguousPrefix(t *testing.T) {
-	var advanced []pglogrepl.LSN
-	tr := tracker{advance: func(_, end pglogrepl.LSN) { advanced = append(advanced, end) }}
+	var advanced []state.LSN
+	tr := tracker{advance: func(_, end state.LSN) { advanced = append(advanced, end) }}
 	now := time.Now()
 	a := tr.open(10, now)
 	tr.add(a, 2)
@@ -57,58 +55,6 @@ func TestTrackerUnsealedTransactionHoldsBack(t *testing.T) {
 	tr.seal(a, 11)
 	if _, end, _, _ := tr.position(); end != 11 {
 		t.Fatalf("end = %v after seal, want 11", end)
-	}
-}
-
-func ev(topic, key string, index uint32, body string) *event {
-	tp, err := topics.Parse(topic)
-	if err != nil {
-		panic(err)
-	}
-	return &event{Event: topics.Event{Topic: tp, Key: key, Index: index, Body: []byte(body)}, rowKey: tp.Resource + "/" + key}
-}
-
-func TestCoalesce(t *testing.T) {
-	type want struct{ topic, body string }
-	tests := []struct {
-		name string
-		in   []*event
-		want []want
-	}{
-		{"insert then updates", []*event{
-			ev("order.created", "1", 0, `{"v":1}`), ev("order.updated", "1", 1, `{"v":2}`), ev("order.updated", "1", 2, `{"v":3}`),
-		}, []want{{"order.created", `{"v":3}`}, {"order.updated", `{"v":3}`}}},
-		{"updates then delete", []*event{
-			ev("order.updated", "1", 0, `{"v":2}`), ev("order.deleted", "1", 1, `{"id":1}`),
-		}, []want{{"order.deleted", `{"id":1}`}}},
-		{"insert then delete", []*event{
-			ev("order.created", "1", 0, `{"v":1}`), ev("order.deleted", "1", 1, `{"id":1}`),
-		}, []want{{"order.deleted", `{"id":1}`}}},
-		{"two updates", []*event{
-			ev("order.updated", "1", 0, `{"v":2}`), ev("order.updated", "1", 1, `{"v":3}`),
-		}, []want{{"order.updated", `{"v":3}`}}},
-		{"two rows stay apart", []*event{
-			ev("order.created", "1", 0, `{"a":1}`), ev("order.created", "2", 1, `{"b":1}`), ev("order.updated", "1", 2, `{"a":2}`),
-		}, []want{{"order.created", `{"a":2}`}, {"order.created", `{"b":1}`}, {"order.updated", `{"a":2}`}}},
-		{"same key, other resource", []*event{
-			ev("order.updated", "1", 0, `{"o":1}`), ev("product.updated", "1", 1, `{"p":1}`),
-		}, []want{{"order.updated", `{"o":1}`}, {"product.updated", `{"p":1}`}}},
-		{"actions are never folded", []*event{
-			ev("action.a", "", 0, `{"x":1}`), ev("action.a", "", 1, `{"x":2}`),
-		}, []want{{"action.a", `{"x":1}`}, {"action.a", `{"x":2}`}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := coalesce(tt.in)
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %d events, want %d", len(got), len(tt.want))
-			}
-			for i, w := range tt.want {
-				if got[i].Topic.String() != w.topic || string(got[i].Body) != w.body {
-					t.Errorf("event %d = %s %s, want %s %s", i, got[i].Topic, got[i].Body, w.topic, w.body)
-				}
-			}
-		})
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -18,7 +17,7 @@ type Parked struct {
 	RowKey        string // resource and row key: later deliveries of the row wait behind this one
 	Topic         string
 	DeliveryID    string
-	CommitLSN     pglogrepl.LSN
+	CommitLSN     LSN
 	Body          []byte
 	Attempts      int
 	NextAttemptAt time.Time
@@ -131,14 +130,28 @@ func (s *Store) ParkedKeys(ctx context.Context, webhookID int64) (map[string]int
 	return out, rows.Err()
 }
 
-// DueParked returns up to limit of webhook id's parked deliveries in the
-// order they were parked, starting after id afterID. next_attempt_at is
-// not consulted: the caller's retry schedule decides when a pass runs, so
-// re-enabling a webhook delivers everything at once.
-func (s *Store) DueParked(ctx context.Context, webhookID, afterID int64, limit int) ([]Parked, error) {
+// ParkedHeads returns, in parking order, the oldest parked delivery of
+// each of webhook id's rows (a row's later deliveries wait behind it) whose
+// next attempt is due by dueBy, starting after id afterID. It returns at
+// most limit deliveries and stops before their bodies exceed maxBytes
+// (always returning at least one when any is due), so a drain of large
+// payloads is bounded by bytes, not only by count.
+func (s *Store) ParkedHeads(ctx context.Context, webhookID, afterID int64, dueBy time.Time, limit int, maxBytes int64) ([]Parked, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT id, webhook_id, row_key, topic, delivery_id, commit_lsn::text, body, attempts, next_attempt_at, last_error
-		FROM `+s.schema+`.parked WHERE webhook_id = $1 AND id > $2 ORDER BY id LIMIT $3`, webhookID, afterID, limit)
+		WITH due AS (
+			SELECT p.id, sum(octet_length(p.body)) OVER (ORDER BY p.id) AS running, row_number() OVER (ORDER BY p.id) AS n
+			FROM (
+				SELECT id, body FROM `+s.schema+`.parked p
+				WHERE webhook_id = $1 AND id > $2 AND next_attempt_at <= $3
+					AND NOT EXISTS (SELECT 1 FROM `+s.schema+`.parked q
+						WHERE q.webhook_id = p.webhook_id AND q.row_key = p.row_key AND q.id < p.id)
+				ORDER BY id LIMIT $4
+			) p
+		)
+		SELECT p.id, p.webhook_id, p.row_key, p.topic, p.delivery_id, p.commit_lsn::text, p.body, p.attempts, p.next_attempt_at, p.last_error
+		FROM due JOIN `+s.schema+`.parked p USING (id)
+		WHERE due.running <= $5 OR due.n = 1
+		ORDER BY p.id`, webhookID, afterID, dueBy, limit, maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("state: read parked deliveries of webhook %d: %w", webhookID, err)
 	}
@@ -150,45 +163,61 @@ func (s *Store) DueParked(ctx context.Context, webhookID, afterID int64, limit i
 		if err := rows.Scan(&p.ID, &p.WebhookID, &p.RowKey, &p.Topic, &p.DeliveryID, &lsn, &p.Body, &p.Attempts, &p.NextAttemptAt, &p.LastError); err != nil {
 			return nil, fmt.Errorf("state: read parked deliveries of webhook %d: %w", webhookID, err)
 		}
-		if p.CommitLSN, err = pglogrepl.ParseLSN(lsn); err != nil {
+		if p.CommitLSN, err = ParseLSN(lsn); err != nil {
 			return nil, fmt.Errorf("state: read parked deliveries of webhook %d: %w", webhookID, err)
 		}
 		out = append(out, p)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: read parked deliveries of webhook %d: %w", webhookID, err)
+	}
+	return out, nil
 }
 
-// DeleteParked removes a delivered parked delivery and resets the webhook's
-// failure count in the same transaction. It reports whether the delivery
-// was still parked: the park limit or an operator's discard may have
-// removed it while it was being retried.
-func (s *Store) DeleteParked(ctx context.Context, p Parked, r DeliveryResult) (bool, error) {
-	var deleted bool
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM `+s.schema+`.parked WHERE id = $1`, p.ID)
+// DeleteParked removes delivered parked deliveries of webhook id and
+// records the success (failure count reset) in the same transaction. It
+// returns the row keys and body sizes of those that were still parked:
+// the park limit or an operator's discard may have removed some while
+// they were being retried.
+func (s *Store) DeleteParked(ctx context.Context, webhookID int64, ids []int64, r DeliveryResult) (keys []string, bytes int64, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		keys, bytes = keys[:0], 0
+		rows, err := tx.Query(ctx, `DELETE FROM `+s.schema+`.parked WHERE webhook_id = $1 AND id = ANY($2) RETURNING row_key, octet_length(body)`, webhookID, ids)
 		if err != nil {
 			return err
 		}
-		deleted = tag.RowsAffected() == 1
-		_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = 0, last_delivery_at = $2, last_delivery_code = $3, last_delivery_error = '' WHERE id = $1`,
-			p.WebhookID, r.At, r.Code)
+		for rows.Next() {
+			var k string
+			var n int64
+			if err := rows.Scan(&k, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			keys = append(keys, k)
+			bytes += n
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = 0, failing_since = NULL,
+			last_delivery_at = $2, last_delivery_code = $3, last_delivery_error = '' WHERE id = $1`,
+			webhookID, r.At, r.Code)
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("state: delete parked delivery %d: %w", p.ID, err)
+		return nil, 0, fmt.Errorf("state: delete delivered parked deliveries of webhook %d: %w", webhookID, err)
 	}
-	return deleted, nil
+	return keys, bytes, nil
 }
 
 // RescheduleParked records a failed retry of a parked delivery in one
 // transaction: its next attempt time, and one more failure for the webhook
-// (disabling it when the count exceeds maxFailures, or at once when
-// disable is set).
-func (s *Store) RescheduleParked(ctx context.Context, p Parked, r DeliveryResult, next time.Time, maxFailures int, disable bool) (Failure, error) {
+// (disabling it when rule says so, or at once when disable is set).
+func (s *Store) RescheduleParked(ctx context.Context, p Parked, r DeliveryResult, next time.Time, rule DisableRule, disable bool) (Failure, error) {
 	var f Failure
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		if f, err = s.recordFailure(ctx, tx, p.WebhookID, 1, r, maxFailures, disable); err != nil {
+		if f, err = s.recordFailure(ctx, tx, p.WebhookID, 1, r, rule, disable); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.parked SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1`,

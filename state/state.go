@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -111,6 +110,11 @@ var migrations = []string{
 		slot        text PRIMARY KEY,
 		settled_lsn pg_lsn NOT NULL
 	);`,
+	// failing_since: when the current run of consecutive failures began
+	// (NULL after a success), for delivery.disable_after. The row index
+	// finds each row's oldest parked delivery.
+	`ALTER TABLE {s}.webhooks ADD COLUMN failing_since timestamptz;
+	CREATE INDEX parked_webhook_row ON {s}.parked (webhook_id, row_key, id);`,
 }
 
 func (s *Store) migrate(ctx context.Context, schema string) error {
@@ -207,7 +211,7 @@ type Webhook struct {
 	LastDeliveryAt   time.Time
 	LastDeliveryCode int
 	LastDeliveryErr  string
-	DeliveredThrough pglogrepl.LSN
+	DeliveredThrough LSN
 	Revision         int64
 	DateCreated      time.Time
 	DateModified     time.Time
@@ -233,7 +237,7 @@ func scanWebhook(row pgx.Row) (Webhook, error) {
 	if w.LastDeliveryAt.Unix() == 0 {
 		w.LastDeliveryAt = time.Time{}
 	}
-	w.DeliveredThrough, err = pglogrepl.ParseLSN(lsn)
+	w.DeliveredThrough, err = ParseLSN(lsn)
 	return w, err
 }
 
@@ -283,7 +287,7 @@ func (s *Store) SyncConfigWebhook(ctx context.Context, w Webhook) (Webhook, erro
 		ON CONFLICT (id) DO UPDATE SET
 			name = excluded.name, topic = excluded.topic, delivery_url = excluded.delivery_url,
 			signature = excluded.signature, definition_hash = excluded.definition_hash,
-			status = excluded.status, failure_count = 0,
+			status = excluded.status, failure_count = 0, failing_since = NULL,
 			pending_ping = w.pending_ping OR (excluded.status = 'active' AND
 				(w.delivery_url <> excluded.delivery_url OR w.last_ping_at IS NULL)),
 			revision = w.revision + 1, date_modified = now()
@@ -377,7 +381,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id int64, change func(*Webhoo
 	}
 	got, err := scanWebhook(tx.QueryRow(ctx, `
 		UPDATE `+s.schema+`.webhooks SET name = $2, topic = $3, delivery_url = $4, secret = $5, signature = $6,
-			status = $7, failure_count = $8, pending_ping = $9, revision = revision + 1, date_modified = now()
+			status = $7, failure_count = $8, failing_since = CASE WHEN $8 = 0 THEN NULL ELSE failing_since END, pending_ping = $9, revision = revision + 1, date_modified = now()
 		WHERE id = $1 RETURNING `+webhookColumns,
 		id, w.Name, w.Topic, w.DeliveryURL, w.Secret, w.Signature, w.Status, w.FailureCount, w.PendingPing))
 	if err != nil {
@@ -432,7 +436,7 @@ type DeliveryResult struct {
 // The row is only written when something changes or at most once a second,
 // so a busy webhook does not write on every delivery.
 func (s *Store) RecordSuccess(ctx context.Context, id int64, r DeliveryResult) error {
-	_, err := s.pool.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = 0,
+	_, err := s.pool.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = 0, failing_since = NULL,
 			last_delivery_at = $2, last_delivery_code = $3, last_delivery_error = ''
 		WHERE id = $1 AND (failure_count <> 0 OR last_delivery_at IS NULL OR last_delivery_at < $2 - interval '1 second' OR last_delivery_error <> '')`,
 		id, r.At, r.Code)
@@ -445,19 +449,27 @@ func (s *Store) RecordSuccess(ctx context.Context, id int64, r DeliveryResult) e
 // Failure is what RecordFailure stored.
 type Failure struct {
 	FailureCount int
+	// FailingSince is when the current run of consecutive failures began.
+	FailingSince time.Time
 	Disabled     bool // this failure disabled the webhook
 }
 
-// RecordFailure counts failures failed deliveries of webhook id and disables the
-// webhook when the count exceeds maxFailures (or at once when disable is
-// set, as for 410 Gone). Parked deliveries given in park are written in the
-// same transaction, so a failure is never counted without its delivery
-// being kept, nor kept without being counted.
-func (s *Store) RecordFailure(ctx context.Context, id int64, failures int, r DeliveryResult, maxFailures int, disable bool, park []Parked) (Failure, error) {
+// DisableRule decides whether an active webhook with count consecutive
+// failed deliveries, failing since since, is disabled. It runs inside the
+// transaction that counts the failure.
+type DisableRule func(count int, since time.Time) bool
+
+// RecordFailure counts failures failed deliveries of webhook id (at r.At)
+// and disables the webhook when rule says so (or at once when disable is
+// set, as for 410 Gone). Parked deliveries given in park are written in
+// the same transaction, so a failure is never counted without its delivery
+// being kept, nor kept without being counted. failures may be 0: the
+// deliveries are then parked without counting anything.
+func (s *Store) RecordFailure(ctx context.Context, id int64, failures int, r DeliveryResult, rule DisableRule, disable bool, park []Parked) (Failure, error) {
 	var f Failure
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		if f, err = s.recordFailure(ctx, tx, id, failures, r, maxFailures, disable); err != nil {
+		if f, err = s.recordFailure(ctx, tx, id, failures, r, rule, disable); err != nil {
 			return err
 		}
 		return insertParked(ctx, tx, s.schema, park)
@@ -466,27 +478,33 @@ func (s *Store) RecordFailure(ctx context.Context, id int64, failures int, r Del
 }
 
 // recordFailure counts failures inside tx; see RecordFailure.
-func (s *Store) recordFailure(ctx context.Context, tx pgx.Tx, id int64, failures int, r DeliveryResult, maxFailures int, disable bool) (Failure, error) {
+func (s *Store) recordFailure(ctx context.Context, tx pgx.Tx, id int64, failures int, r DeliveryResult, rule DisableRule, disable bool) (Failure, error) {
 	var f Failure
 	var status string
-	err := tx.QueryRow(ctx, `SELECT status, failure_count FROM `+s.schema+`.webhooks WHERE id = $1 FOR UPDATE`, id).Scan(&status, &f.FailureCount)
+	var since *time.Time
+	err := tx.QueryRow(ctx, `SELECT status, failure_count, failing_since FROM `+s.schema+`.webhooks WHERE id = $1 FOR UPDATE`, id).Scan(&status, &f.FailureCount, &since)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return f, ErrNotFound
 	}
 	if err != nil {
 		return f, fmt.Errorf("state: record failure of webhook %d: %w", id, err)
 	}
+	if failures == 0 {
+		return f, nil
+	}
 	f.FailureCount += failures
-	f.Disabled = status == StatusActive && failures > 0 && (disable || f.FailureCount > maxFailures)
+	f.FailingSince = r.At
+	if since != nil && f.FailureCount > failures {
+		f.FailingSince = *since
+	}
+	f.Disabled = status == StatusActive && (disable || rule != nil && rule(f.FailureCount, f.FailingSince))
 	if f.Disabled {
 		status = StatusDisabled
 	}
-	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = $2, status = $3,
+	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = $2, status = $3, failing_since = $8,
 			revision = revision + CASE WHEN $4 THEN 1 ELSE 0 END,
-			last_delivery_at = CASE WHEN $8 THEN $5 ELSE last_delivery_at END,
-			last_delivery_code = CASE WHEN $8 THEN $6 ELSE last_delivery_code END,
-			last_delivery_error = CASE WHEN $8 THEN $7 ELSE last_delivery_error END
-		WHERE id = $1`, id, f.FailureCount, status, f.Disabled, r.At, r.Code, r.Error, failures > 0)
+			last_delivery_at = $5, last_delivery_code = $6, last_delivery_error = $7
+		WHERE id = $1`, id, f.FailureCount, status, f.Disabled, r.At, r.Code, r.Error, f.FailingSince)
 	if err != nil {
 		return f, fmt.Errorf("state: record failure of webhook %d: %w", id, err)
 	}
@@ -506,14 +524,14 @@ func (s *Store) RecordPing(ctx context.Context, id int64, ok bool, result string
 // Progress is how far a webhook got: everything of transactions committed
 // at or before Through was settled for it, and its last delivery.
 type Progress struct {
-	Through  pglogrepl.LSN
+	Through  LSN
 	LastAt   time.Time // zero when nothing was delivered since the start
 	LastCode int
 }
 
 // SavePositions records the slot's settled position and each webhook's
 // progress in one transaction. Positions never move back.
-func (s *Store) SavePositions(ctx context.Context, slot string, settled pglogrepl.LSN, progress map[int64]Progress) error {
+func (s *Store) SavePositions(ctx context.Context, slot string, settled LSN, progress map[int64]Progress) error {
 	ids := make([]int64, 0, len(progress))
 	lsns := make([]string, 0, len(progress))
 	ats := make([]*time.Time, 0, len(progress))
@@ -548,7 +566,7 @@ func (s *Store) SavePositions(ctx context.Context, slot string, settled pglogrep
 
 // SettledLSN returns the slot's settled position recorded by SavePositions
 // (0 when none).
-func (s *Store) SettledLSN(ctx context.Context, slot string) (pglogrepl.LSN, error) {
+func (s *Store) SettledLSN(ctx context.Context, slot string) (LSN, error) {
 	var text string
 	err := s.pool.QueryRow(ctx, `SELECT settled_lsn::text FROM `+s.schema+`.positions WHERE slot = $1`, slot).Scan(&text)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -557,5 +575,5 @@ func (s *Store) SettledLSN(ctx context.Context, slot string) (pglogrepl.LSN, err
 	if err != nil {
 		return 0, fmt.Errorf("state: read settled position: %w", err)
 	}
-	return pglogrepl.ParseLSN(text)
+	return ParseLSN(text)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/dispatch"
+	"github.com/walhook/walhook/route"
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
 )
@@ -70,6 +71,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	reloads.WithLabelValues("failure")
 	reg.MustRegister(reloads)
 	cdcMetrics := cdc.NewMetrics(reg)
+	routeMetrics := route.NewMetrics(reg)
 	metrics := dispatch.NewMetrics(reg)
 
 	tables := make([]cdc.Table, len(cfg.Resources))
@@ -101,7 +103,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	serverVersion := serverVersion(ctx, store)
 
 	cdcCfg.StartLSN = func(ctx context.Context) (pglogrepl.LSN, error) {
-		return store.SettledLSN(ctx, cfg.Postgres.Slot)
+		lsn, err := store.SettledLSN(ctx, cfg.Postgres.Slot)
+		return pglogrepl.LSN(lsn), err
 	}
 	reader := cdc.NewReader(cdcCfg)
 	d := dispatch.New(dispatch.Options{
@@ -111,8 +114,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		Slot:           cfg.Postgres.Slot,
 		Delivery:       cfg.Delivery,
 		Store:          store,
-		Mapper:         topics.NewMapper(resources),
-		Confirm:        reader.Confirm,
+		Confirm:        func(end state.LSN) { reader.Confirm(pglogrepl.LSN(end)) },
 		Client:         opts.Client,
 		Logger:         log.With("component", "dispatch"),
 		DeliveryLogger: log.With("source", "webhooks-delivery"),
@@ -150,10 +152,27 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	readErr := make(chan error, 1)
 	go func() { readErr <- reader.Run(readCtx, batches) }()
 
+	router := route.New(route.Options{
+		Mapper:      topics.NewMapper(resources),
+		Coalesce:    cfg.Delivery.Coalesce != config.CoalesceNone,
+		CoalesceMax: cfg.Delivery.CoalesceMax,
+		Logger:      log.With("component", "route"),
+		Metrics:     routeMetrics,
+	})
+	events := make(chan *dispatch.Batch, 4)
 	routeCtx, stopRouting := context.WithCancel(ctx)
 	defer stopRouting()
 	routeErr := make(chan error, 1)
-	go func() { routeErr <- d.Run(routeCtx, batches) }()
+	go func() {
+		rerr := make(chan error, 1)
+		go func() { rerr <- router.Run(routeCtx, batches, events) }()
+		err := d.Run(routeCtx, events)
+		stopRouting()
+		if e := <-rerr; err == nil {
+			err = e
+		}
+		routeErr <- err
+	}()
 
 	var runErr error
 	reloadC := opts.Reload

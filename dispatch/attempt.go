@@ -1,0 +1,85 @@
+package dispatch
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+)
+
+// Header names as WooCommerce spells them on the wire. They are set as map
+// keys, not through Header.Set, so Go's canonical form (X-Wc-…) does not
+// replace them.
+const (
+	headerSource     = "X-WC-Webhook-Source"
+	headerTopic      = "X-WC-Webhook-Topic"
+	headerResource   = "X-WC-Webhook-Resource"
+	headerEvent      = "X-WC-Webhook-Event"
+	headerSignature  = "X-WC-Webhook-Signature"
+	headerID         = "X-WC-Webhook-ID"
+	headerDelivery   = "X-WC-Webhook-Delivery-ID"
+	headerDeliveryWC = "X-WC-Delivery-ID"
+)
+
+var contentJSON = []string{"application/json"}
+
+// attempt sends one request and writes its delivery log line.
+// header is the caller's to reuse: it is cleared and filled here, and the
+// transport is done with it when the attempt returns.
+func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg *signer, ev *Event, id string, n int) result {
+	clear(header)
+	header["Content-Type"] = contentJSON
+	header["User-Agent"] = h.d.userAgent
+	header[headerSource] = h.d.source
+	header[headerTopic] = []string{ev.Topic.String()}
+	header[headerResource] = []string{ev.Topic.Resource}
+	header[headerEvent] = []string{ev.Topic.Event}
+	if ev.Topic == def.Topic {
+		header[headerTopic], header[headerResource], header[headerEvent] = def.topic, def.resource, def.event
+	}
+	header[headerSignature] = []string{sg.WooCommerce(ev.Body)}
+	header[headerID] = def.idText
+	header[headerDelivery] = []string{id}
+	header[headerDeliveryWC] = header[headerDelivery]
+	if def.Signature == SignatureStandardWebhooks || def.Signature == SignatureBoth {
+		ts := h.d.clock.Now().Unix()
+		header["Webhook-Id"] = []string{id}
+		header["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
+		header["Webhook-Signature"] = []string{sg.StandardWebhooks(id, ts, ev.Body)}
+	}
+	m := h.d.opts.Metrics
+	m.InFlight.Inc()
+	r := post(ctx, h.d.client, h.d.opts.Delivery.Timeout, def.DeliveryURL, header, ev.Body, h.d.opts.Delivery.Retry.RetryAfterCap)
+	m.InFlight.Dec()
+	h.m.duration.Observe(r.duration.Seconds())
+	h.m.attempts[r.codeClass()].Inc()
+	h.logAttempt(ctx, def, ev.Topic.String(), id, n, r)
+	return r
+}
+
+func (h *hook) logAttempt(ctx context.Context, def *hookDef, topic, id string, n int, r result) {
+	level := slog.LevelInfo
+	if !r.ok() {
+		level = slog.LevelWarn
+	}
+	log := h.d.opts.DeliveryLogger
+	if !log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.Int64("webhook_id", def.ID),
+		slog.String("topic", topic),
+		slog.String("delivery_id", id),
+		slog.String("url", def.logURL),
+		slog.Int("attempt", n),
+		slog.Float64("duration_seconds", r.duration.Seconds()),
+		slog.Int("response_code", r.code),
+	}
+	if r.err != nil {
+		attrs = append(attrs, slog.String("error", r.err.Error()))
+	}
+	if r.excerpt != "" {
+		attrs = append(attrs, slog.String("response_body", r.excerpt))
+	}
+	log.LogAttrs(ctx, level, "webhook delivery", attrs...)
+}

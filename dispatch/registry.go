@@ -1,0 +1,186 @@
+package dispatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/topics"
+)
+
+// SetConfigWebhooks records the webhooks declared in the configuration in
+// the state schema (see state.Store.SyncConfigWebhook for which status
+// wins), removes the ones no longer declared, and applies the result to the
+// running pipeline. It is how a reload takes effect.
+func (d *Dispatcher) SetConfigWebhooks(ctx context.Context, defs []Definition, statuses map[int64]string) error {
+	keep := make([]int64, 0, len(defs))
+	for _, def := range defs {
+		st := statuses[def.ID]
+		if st == "" {
+			st = state.StatusActive
+		}
+		_, err := d.opts.Store.SyncConfigWebhook(ctx, state.Webhook{
+			ID: def.ID, Name: def.Name, Topic: def.Topic.String(), DeliveryURL: def.DeliveryURL,
+			Signature: def.Signature, DefinitionHash: definitionHash(def, st), Status: st,
+		})
+		if err != nil {
+			return err
+		}
+		keep = append(keep, def.ID)
+	}
+	removed, err := d.opts.Store.DeleteConfigWebhooksExcept(ctx, keep)
+	if err != nil {
+		return err
+	}
+	for _, id := range removed {
+		d.log.Info("webhook removed from the configuration", "webhook_id", id)
+	}
+	d.mu.Lock()
+	d.config = make(map[int64]Definition, len(defs))
+	for _, def := range defs {
+		d.config[def.ID] = def
+	}
+	d.mu.Unlock()
+	return d.Refresh(ctx)
+}
+
+// Refresh re-reads every webhook from the state schema and applies
+// additions, removals, definition and status changes to the running
+// pipeline. Changes made by another process (an admin command, the API of
+// another instance) are picked up by a poll that calls it.
+func (d *Dispatcher) Refresh(ctx context.Context) error {
+	stored, err := d.opts.Store.Webhooks(ctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	seen := make(map[int64]bool, len(stored))
+	for _, w := range stored {
+		seen[w.ID] = true
+		def, err := d.definitionLocked(w)
+		if err != nil {
+			d.log.Error("webhook cannot run", "webhook_id", w.ID, "error", err)
+			continue
+		}
+		h := d.hooks[w.ID]
+		if h != nil && h.def.Load().Topic != def.Topic {
+			// A new topic means new metric labels and routes: start afresh.
+			d.removeLocked(h)
+			h = nil
+		}
+		if h == nil {
+			h = d.newHook(def, w)
+			d.hooks[w.ID] = h
+			if d.work != nil {
+				h.start(d.work)
+			}
+		} else if w.Revision != h.revision {
+			old := h.def.Load()
+			if old.Definition != def {
+				h.def.Store(newHookDef(def))
+			}
+			h.revision = w.Revision
+			h.loadParked(ctx) // an operator may have discarded them
+			h.failures.Store(int64(w.FailureCount))
+			h.m.failures.Set(float64(w.FailureCount))
+			h.setStatus(parseStatus(w.Status))
+		}
+		// A pending ping goes out once per start and per change of the
+		// webhook, not on every refresh.
+		if w.PendingPing && w.Status == state.StatusActive && d.work != nil && h.pingedRevision != w.Revision {
+			h.pingedRevision = w.Revision
+			h.ping(d.work)
+		}
+	}
+	for id, h := range d.hooks {
+		if !seen[id] {
+			d.removeLocked(h)
+		}
+	}
+	d.rebuildRoutesLocked()
+	return nil
+}
+
+// definitionLocked joins a stored webhook with its configuration.
+func (d *Dispatcher) definitionLocked(w state.Webhook) (Definition, error) {
+	t, err := topics.Parse(w.Topic)
+	if err != nil {
+		return Definition{}, err
+	}
+	def := Definition{ID: w.ID, Name: w.Name, Topic: t, DeliveryURL: w.DeliveryURL, Secret: w.Secret, Signature: w.Signature}
+	if w.Origin == state.OriginConfig {
+		c, ok := d.config[w.ID]
+		if !ok {
+			return def, errors.New("declared in a configuration this instance has not loaded")
+		}
+		def.Secret = c.Secret
+	}
+	if def.Signature == "" {
+		def.Signature = SignatureWooCommerce
+	}
+	return def, nil
+}
+
+func (d *Dispatcher) newHook(def Definition, w state.Webhook) *hook {
+	h := &hook{
+		d:        d,
+		id:       def.ID,
+		idLabel:  strconv.FormatInt(def.ID, 10),
+		revision: w.Revision,
+		m:        d.opts.Metrics.forHook(strconv.FormatInt(def.ID, 10), def.Topic.String()),
+		lanes:    make([]atomic.Pointer[lane], max(1, d.opts.Delivery.Concurrency)),
+		parkCh:   make(chan parkReq, laneQueue),
+		wake:     make(chan struct{}, 1),
+		parked:   make(map[string]int),
+		pending:  make(map[string]int),
+		stop:     make(chan struct{}),
+	}
+	h.def.Store(newHookDef(def))
+	h.status.Store(parseStatus(w.Status))
+	d.opts.Metrics.setStatus(h.idLabel, w.Status)
+	h.failures.Store(int64(w.FailureCount))
+	h.m.failures.Set(float64(w.FailureCount))
+	h.delivered.Store(uint64(w.DeliveredThrough))
+	h.loadParked(context.Background())
+	return h
+}
+
+// removeLocked takes a webhook out: its queued events are settled without
+// sending, and its goroutines stop.
+func (d *Dispatcher) removeLocked(h *hook) {
+	delete(d.hooks, h.id)
+	h.status.Store(statusRemoved)
+	go func() {
+		h.closeLanes()
+		if h.cancel != nil {
+			h.halt()
+		}
+		d.opts.Metrics.forget(h.idLabel, h.def.Load().Topic.String())
+	}()
+}
+
+func (d *Dispatcher) rebuildRoutesLocked() {
+	routes := make(map[topics.Topic][]*hook)
+	for _, h := range d.hooks {
+		t := h.def.Load().Topic
+		routes[t] = append(routes[t], h)
+	}
+	d.routes.Store(&routes)
+}
+
+// definitionHash identifies a configured definition, so the stored runtime
+// status is kept while the definition is unchanged.
+func definitionHash(def Definition, status string) string {
+	h := sha256.New()
+	for _, s := range []string{def.Name, def.Topic.String(), def.DeliveryURL, def.Secret, def.Signature, status} {
+		h.Write([]byte(strconv.Itoa(len(s))))
+		h.Write([]byte{':'})
+		h.Write([]byte(s))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
