@@ -38,20 +38,22 @@ func (h *hook) runDrainer(ctx context.Context) {
 	retry := h.d.opts.Delivery.Retry
 	timer := h.d.clock.NewTimer(-1)
 	defer timer.Stop()
-	armed := false
-	arm := func(d time.Duration) {
+	// armed: the timer is set; forProbe: for a probe, not for the
+	// parked schedule.
+	armed, forProbe := false, false
+	arm := func(d time.Duration, probe bool) {
 		if armed {
 			timer.Stop()
 		}
 		timer.Reset(d)
-		armed = true
+		armed, forProbe = true, probe
 	}
 	probeWait := retry.ProbeInterval
 	h.mu.Lock()
 	probe := h.parkedRows > 0 // parked by an earlier run: probe promptly
 	h.mu.Unlock()
 	if probe {
-		arm(0)
+		arm(0, true)
 	}
 	for {
 		fired := false
@@ -71,8 +73,8 @@ func (h *hook) runDrainer(ctx context.Context) {
 		h.mu.Unlock()
 		if (open || probe) && !force {
 			if !fired {
-				if !armed {
-					arm(probeWait) // the breaker just opened
+				if !armed || !forProbe {
+					arm(probeWait, true) // the breaker just opened
 				}
 				continue
 			}
@@ -80,9 +82,9 @@ func (h *hook) runDrainer(ctx context.Context) {
 			if !h.probe(ctx) {
 				if h.breakerOpen() {
 					probeWait = min(probeWait*2, retry.ProbeMaxInterval)
-					arm(probeWait)
+					arm(probeWait, true)
 				} else {
-					arm(jitter(retry.ParkedBackoff))
+					arm(h.nextRetry(ctx), false)
 				}
 				continue
 			}
@@ -98,11 +100,22 @@ func (h *hook) runDrainer(ctx context.Context) {
 		h.mu.Unlock()
 		switch {
 		case open:
-			arm(probeWait)
-		case rows > 0 && !armed:
-			arm(jitter(retry.ParkedBackoff))
+			arm(probeWait, true)
+		case rows > 0:
+			arm(h.nextRetry(ctx), false)
 		}
 	}
+}
+
+// nextRetry returns the wait until the earliest scheduled retry of a
+// parked delivery (the parked backoff when it cannot be read).
+func (h *hook) nextRetry(ctx context.Context) time.Duration {
+	now := h.d.clock.Now()
+	next, ok, err := h.d.opts.Store.NextParkedAttempt(ctx, h.id, now)
+	if err != nil || !ok {
+		return jitter(h.d.opts.Delivery.Retry.ParkedBackoff)
+	}
+	return next.Sub(now)
 }
 
 func (h *hook) breakerOpen() bool {

@@ -38,6 +38,8 @@ type Store interface {
 	DeleteParked(ctx context.Context, id int64, ids []int64, r state.DeliveryResult) (keys []string, bytes int64, err error)
 	// RescheduleParked records a failed retry of one.
 	RescheduleParked(ctx context.Context, p state.Parked, r state.DeliveryResult, next time.Time, rule state.DisableRule, disable bool) (state.Failure, error)
+	// NextParkedAttempt returns the earliest retry time after after.
+	NextParkedAttempt(ctx context.Context, id int64, after time.Time) (time.Time, bool, error)
 	// TrimParked enforces the park limit, oldest first.
 	TrimParked(ctx context.Context, id, maxRows, maxBytes int64) (keys []string, bytes int64, err error)
 

@@ -255,3 +255,18 @@ func (s *Store) DiscardParked(ctx context.Context, webhookID int64) (int64, erro
 	}
 	return n, nil
 }
+
+// NextParkedAttempt returns the earliest retry time after after among
+// webhook id's parked deliveries, and false when none is scheduled then.
+func (s *Store) NextParkedAttempt(ctx context.Context, webhookID int64, after time.Time) (time.Time, bool, error) {
+	var next *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT min(next_attempt_at) FROM `+s.schema+`.parked WHERE webhook_id = $1 AND next_attempt_at > $2`,
+		webhookID, after).Scan(&next)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("state: read parked schedule of webhook %d: %w", webhookID, err)
+	}
+	if next == nil {
+		return time.Time{}, false, nil
+	}
+	return *next, true, nil
+}
