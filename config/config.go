@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	_ "time/tzdata" // api.timezone must load on hosts without a zoneinfo database
 
@@ -280,16 +281,68 @@ func Defaults() *Config {
 	}
 }
 
+// MaxFileBytes bounds the size of a configuration file.
+const MaxFileBytes = 1 << 20
+
 // Load reads and validates the configuration file at path, expanding
 // ${VAR} and ${VAR:-default} with lookupEnv (os.LookupEnv in production).
-// A file that cannot be read is a wrapped os error; a file with problems
-// is a Problems error listing them all.
+// A file that cannot be opened is a wrapped os error; a file with problems
+// is a Problems error listing them all. Only a regular file of at most
+// MaxFileBytes is read: a device, a FIFO or a directory is refused without
+// reading from it (or blocking on it).
 func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, lookupEnv)
+}
+
+// readFile reads the configuration file at path, which must be a regular
+// file of at most MaxFileBytes. O_NONBLOCK keeps the open of a FIFO from
+// waiting for a writer; it changes nothing for a regular file.
+func readFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data, lookupEnv)
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	tooBig := Problems{{File: path, Message: fmt.Sprintf("is larger than %d bytes (1 MiB), more than a configuration file needs", MaxFileBytes)}}
+	switch mode := info.Mode(); {
+	case !mode.IsRegular():
+		return nil, Problems{{File: path, Message: fmt.Sprintf("is not a regular file (%s); give the configuration file itself", fileKind(mode))}}
+	case info.Size() > MaxFileBytes:
+		return nil, tooBig
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileBytes { // it grew while being read
+		return nil, tooBig
+	}
+	return data, nil
+}
+
+// fileKind names the kind of file mode describes.
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "a directory"
+	case mode&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
+	case mode&os.ModeCharDevice != 0:
+		return "a character device"
+	case mode&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
 }
 
 // Parse is Load on the bytes of a file; name is used in problems. The
