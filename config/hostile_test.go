@@ -20,7 +20,7 @@ func TestExpandLimits(t *testing.T) {
 	nest := func(n int) string { return strings.Repeat("${A:-", n) + "end" + strings.Repeat("}", n) }
 	tests := []struct {
 		name, in, want string
-		problems   []string
+		problems       []string
 	}{
 		{name: "at the depth limit", in: nest(maxExpandDepth), want: "end"},
 		{name: "one past the limit", in: nest(maxExpandDepth + 1), problems: []string{"nests ${VAR:-default} more than 16 deep"}},
