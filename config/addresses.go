@@ -26,7 +26,8 @@ func ranges(kind string, prefixes ...string) []refusedRange {
 }
 
 // nat64 is the well-known NAT64 prefix (RFC 6052): its addresses stand for
-// the IPv4 address in their last 32 bits, and are judged by that address.
+// the IPv4 address in their last 32 bits, and are judged by that address
+// (unless allow lists the NAT64 address itself).
 var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 // refusedRanges are the special-purpose ranges (IANA's registries) that
@@ -36,19 +37,20 @@ var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 var refusedRanges = concat(
 	// IPv4.
 	ranges("broadcast", "255.255.255.255/32"),
+	ranges("unspecified", "0.0.0.0/32", "::/128"),
 	ranges("\"this network\"", "0.0.0.0/8"),
 	ranges("loopback", "127.0.0.0/8"),
 	ranges("private", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"),
-	ranges("shared (carrier-grade NAT)", "100.64.0.0/10"),
+	ranges("private (shared, carrier-grade NAT)", "100.64.0.0/10"),
 	ranges("link-local", "169.254.0.0/16"),
 	ranges("IETF protocol assignment", "192.0.0.0/24"),
 	ranges("documentation", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20"),
 	ranges("6to4 relay", "192.88.99.0/24"),
 	ranges("benchmarking", "198.18.0.0/15", "2001:2::/48"),
+	ranges("link-local multicast", "224.0.0.0/24", "ff02::/16"),
 	ranges("multicast", "224.0.0.0/4", "ff00::/8"),
 	ranges("reserved", "240.0.0.0/4"),
 	// IPv6.
-	ranges("unspecified", "::/128"),
 	ranges("loopback", "::1/128"),
 	ranges("IPv4-compatible", "::/96"),
 	ranges("IPv4-translated", "::ffff:0:0:0/96"),
@@ -92,7 +94,9 @@ func RefusedAddress(ip netip.Addr, allowPrivate bool, allow []netip.Prefix) stri
 	if nat64.Contains(ip) {
 		b := ip.As16()
 		v4 := netip.AddrFrom4([4]byte(b[12:]))
-		if reason := RefusedAddress(v4, false, allow); reason != "" {
+		// allow speaks of the addresses dialed: listing 10.0.0.0/8 does not
+		// let the NAT64 gateway reach 10.0.0.0/8 for us.
+		if reason := RefusedAddress(v4, false, nil); reason != "" {
 			return "a NAT64 form of " + reason
 		}
 		return ""
