@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -431,4 +432,29 @@ func (d *decoder) yamlError(err error) {
 		return
 	}
 	d.add(0, "", "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// Warnings returns what is allowed but risky in c, one sentence each, for
+// `walhook check` to print and `walhook run` to log at start.
+func (c *Config) Warnings() []string {
+	var out []string
+	if c.HTTP.Pprof && !loopbackListen(c.HTTP.Listen) {
+		out = append(out, fmt.Sprintf("http.pprof serves /debug/pprof/ on %s, which is not a loopback address: whoever can reach it can read heap profiles, goroutine stacks and the command line, and load the CPU; listen on 127.0.0.1 or set pprof: false", c.HTTP.Listen))
+	}
+	return out
+}
+
+// loopbackListen reports whether the listen address addr only accepts
+// connections from this host: its host is localhost or a loopback
+// address. An empty host listens on every interface.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -188,3 +188,35 @@ func TestRefusedAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestPprofWarning pins a silent exposure: pprof on 0.0.0.0 started
+// without a word.
+func TestPprofWarning(t *testing.T) {
+	tests := []struct {
+		listen string
+		pprof  bool
+		warn   bool
+	}{
+		{"0.0.0.0:9187", true, true},
+		{":9187", true, true},
+		{"[::]:9187", true, true},
+		{"10.0.0.5:9187", true, true},
+		{"walhook.internal:9187", true, true},
+		{"127.0.0.1:9187", true, false},
+		{"127.8.0.1:9187", true, false},
+		{"[::1]:9187", true, false},
+		{"localhost:9187", true, false},
+		{"0.0.0.0:9187", false, false},
+	}
+	for _, tc := range tests {
+		c := Defaults()
+		c.HTTP.Listen, c.HTTP.Pprof = tc.listen, tc.pprof
+		w := c.Warnings()
+		if got := len(w) > 0; got != tc.warn {
+			t.Errorf("listen %s, pprof %v: warnings %q, want a warning: %v", tc.listen, tc.pprof, w, tc.warn)
+		}
+		if tc.warn && !strings.Contains(w[0], tc.listen) {
+			t.Errorf("the warning does not name %s: %q", tc.listen, w[0])
+		}
+	}
+}

@@ -54,6 +54,9 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 
 	// A second SIGINT/SIGTERM exits at once, without waiting for deliveries.
 	// The second channel is registered before the first is stopped, so a
@@ -129,6 +132,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 			return exitError{1}
 		}
 		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d resources, %d webhooks)\n", *path, len(cfg.Resources), len(cfg.Webhooks))
 	return nil
