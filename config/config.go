@@ -292,17 +292,31 @@ const MaxFileBytes = 1 << 20
 // MaxFileBytes is read: a device, a FIFO or a directory is refused without
 // reading from it (or blocking on it).
 func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	data, err := readFile(path)
+	data, err := ReadRegularFile(path, MaxFileBytes)
+	var fe *FileError
+	if errors.As(err, &fe) {
+		return nil, Problems{{File: path, Message: fe.Problem}}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data, lookupEnv)
 }
 
-// readFile reads the configuration file at path, which must be a regular
-// file of at most MaxFileBytes. O_NONBLOCK keeps the open of a FIFO from
-// waiting for a writer; it changes nothing for a regular file.
-func readFile(path string) ([]byte, error) {
+// FileError is a file ReadRegularFile refuses to read.
+type FileError struct {
+	Path    string
+	Problem string // e.g. "is not a regular file (a character device)"
+}
+
+func (e *FileError) Error() string { return "config: " + e.Path + ": " + e.Problem }
+
+// ReadRegularFile reads the file at path, which must be a regular file of
+// at most max bytes; anything else is a *FileError, found without reading
+// from the file. O_NONBLOCK keeps the open of a FIFO from waiting for a
+// writer; it changes nothing for a regular file. Configuration files, TLS
+// certificates and keys are read with it.
+func ReadRegularFile(path string, max int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -312,21 +326,34 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	tooBig := Problems{{File: path, Message: fmt.Sprintf("is larger than %d bytes (1 MiB), more than a configuration file needs", MaxFileBytes)}}
+	tooBig := &FileError{Path: path, Problem: fmt.Sprintf("is larger than %d bytes (%s), more than such a file needs", max, formatSize(max))}
 	switch mode := info.Mode(); {
 	case !mode.IsRegular():
-		return nil, Problems{{File: path, Message: fmt.Sprintf("is not a regular file (%s); give the configuration file itself", fileKind(mode))}}
-	case info.Size() > MaxFileBytes:
+		return nil, &FileError{Path: path, Problem: fmt.Sprintf("is not a regular file (%s)", fileKind(mode))}
+	case info.Size() > max:
 		return nil, tooBig
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if len(data) > MaxFileBytes { // it grew while being read
+	if int64(len(data)) > max { // it grew while being read
 		return nil, tooBig
 	}
 	return data, nil
+}
+
+// formatSize writes n bytes in the largest binary unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		unit string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + " " + u.unit
+		}
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 // fileKind names the kind of file mode describes.

@@ -149,6 +149,22 @@ func TestCheckRefusesHostileConfigs(t *testing.T) {
 			code: 0, want: []string{"warning: http.pprof serves /debug/pprof/ on 0.0.0.0:9187, which is not a loopback address", "OK"},
 		},
 		{
+			name: "TLS certificate /dev/zero",
+			yaml: hostileBase + "http: { tls_cert: /dev/zero, tls_key: /dev/zero }\n",
+			code: 1, want: []string{"http.tls_cert: config: /dev/zero: is not a regular file (a character device)"},
+		},
+		{
+			name: "TLS key a FIFO",
+			yaml: hostileBase + "http: { tls_cert: " + writeFile(t, "cert.pem", "not PEM") + ", tls_key: " + fifo + " }\n",
+			code: 1, want: []string{"http.tls_key: config: " + fifo + ": is not a regular file (a named pipe)"},
+		},
+		{
+			name: "TLS files no PEM",
+			yaml: hostileBase + "http: { tls_cert: " + writeFile(t, "cert.pem", "not PEM") + ", tls_key: " + writeFile(t, "key.pem", "nor this") + " }\n",
+			code: 1, want: []string{"are no matching PEM certificate and key"},
+			absent: []string{"nor this"},
+		},
+		{
 			name: "pprof on loopback",
 			yaml: hostileBase + "http: { listen: '127.0.0.1:9187', pprof: true }\n",
 			code: 0, want: []string{"OK"}, absent: []string{"warning"},
