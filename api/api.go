@@ -43,9 +43,12 @@
 //   - The scheme used for links and OAuth base strings is https exactly
 //     when the connection is TLS; X-Forwarded-Proto is not trusted.
 //   - OAuth nonces are kept in memory, per key, for 15 minutes after their
-//     timestamp and at most 100000 at once (beyond that, signed requests
-//     get 429 until some expire); a restart forgets them, but the
-//     ±15-minute timestamp window still bounds replays.
+//     timestamp; a nonce is at most 128 bytes, and each key remembers at
+//     most 100000 nonces and 4 MiB of them at once (beyond that, that
+//     key's signed requests get 429 until some expire; other keys are not
+//     affected). A request the key has no permission for is refused before
+//     its nonce is remembered. A restart forgets them, but the ±15-minute
+//     timestamp window still bounds replays.
 package api
 
 import (
@@ -149,7 +152,7 @@ func New(o Options) *API {
 	for _, k := range o.Keys {
 		keys[k.ConsumerKey] = k
 	}
-	a.auth = &authenticator{keys: keys, now: a.now, nonces: newNonceCache(maxNonces)}
+	a.auth = &authenticator{keys: keys, now: a.now, nonces: newNonceCache(maxNoncesPerKey, maxNonceBytesPerKey)}
 	return a
 }
 

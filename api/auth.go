@@ -6,6 +6,7 @@ import (
 	"crypto/sha1" //nolint:gosec // HMAC-SHA1 is one of OAuth 1.0a's signature methods.
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"hash"
 	"net/http"
 	"regexp"
@@ -38,10 +39,17 @@ const (
 // a nonce is remembered (WC_REST_Authentication's 15 minutes).
 const oauthWindow = 15 * time.Minute
 
-// maxNonces bounds the remembered nonces. When it is reached, signed
-// requests are refused until nonces expire, rather than forgetting nonces
-// that could then be replayed.
-const maxNonces = 100_000
+// Bounds of the remembered OAuth nonces. A nonce longer than
+// maxNonceBytes is refused (clients send 32 to 64 characters). Each key
+// has its own budget of maxNoncesPerKey nonces and maxNonceBytesPerKey
+// bytes of them; when its budget is spent, that key's signed requests are
+// refused with 429 until its nonces expire, rather than forgetting nonces
+// that could then be replayed, and other keys are not affected.
+const (
+	maxNonceBytes       = 128
+	maxNoncesPerKey     = 100_000
+	maxNonceBytesPerKey = 4 << 20
+)
 
 const basicRealm = `Basic realm="WooCommerce API. Use a consumer key in the username field and a consumer secret in the password field."`
 
@@ -133,7 +141,16 @@ func (a *authenticator) oauth(r *http.Request, c credentials) (*Key, *apiError) 
 	if err != nil || ts < now.Add(-oauthWindow).Unix() || ts > now.Add(oauthWindow).Unix() {
 		return nil, errAuth("Invalid timestamp.")
 	}
-	switch a.nonces.use(k.ConsumerKey, str("oauth_nonce"), time.Unix(ts, 0).Add(oauthWindow), now) {
+	nonce := str("oauth_nonce")
+	if len(nonce) > maxNonceBytes {
+		return nil, errAuth(fmt.Sprintf("Invalid nonce - nonce is longer than %d bytes.", maxNonceBytes))
+	}
+	// A request the key may not make is refused before its nonce is
+	// remembered: it costs the key's nonce budget nothing.
+	if aerr := allowed(&k, r.Method); aerr != nil {
+		return nil, aerr
+	}
+	switch a.nonces.use(k.ConsumerKey, nonce, time.Unix(ts, 0).Add(oauthWindow), now) {
 	case nonceReused:
 		return nil, errAuth("Invalid nonce - nonce has already been used.")
 	case nonceFull:
@@ -285,12 +302,19 @@ func allowed(k *Key, method string) *apiError {
 }
 
 // nonceCache remembers OAuth nonces per key until their timestamp leaves
-// the accepted window.
+// the accepted window, within a budget per key.
 type nonceCache struct {
-	mu      sync.Mutex
-	max     int
-	seen    map[string]time.Time // key "\x00" nonce -> forget after
+	mu       sync.Mutex
+	maxCount int // nonces remembered per key
+	maxBytes int // bytes of nonces remembered per key
+	keys     map[string]*keyNonces
+}
+
+// keyNonces are the nonces remembered for one key.
+type keyNonces struct {
+	seen    map[string]time.Time // nonce -> forget after
 	byLimit expiryHeap
+	bytes   int // the sum of the lengths of the nonces in seen
 }
 
 type nonceResult int
@@ -301,31 +325,50 @@ const (
 	nonceFull
 )
 
-func newNonceCache(max int) *nonceCache {
-	return &nonceCache{max: max, seen: make(map[string]time.Time)}
+// newNonceCache returns a cache remembering at most maxCount nonces and
+// maxBytes bytes of them per key.
+func newNonceCache(maxCount, maxBytes int) *nonceCache {
+	return &nonceCache{maxCount: maxCount, maxBytes: maxBytes, keys: make(map[string]*keyNonces)}
 }
 
 // use records nonce for key until forget and reports whether it was
-// fresh.
+// fresh, or whether key's budget is spent.
 func (c *nonceCache) use(key, nonce string, forget, now time.Time) nonceResult {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.byLimit) > 0 && !c.byLimit[0].at.After(now) {
-		e := heap.Pop(&c.byLimit).(expiry)
-		if c.seen[e.id].Equal(e.at) {
-			delete(c.seen, e.id)
+	k := c.keys[key]
+	if k == nil {
+		k = &keyNonces{seen: make(map[string]time.Time)}
+		c.keys[key] = k
+	}
+	for len(k.byLimit) > 0 && !k.byLimit[0].at.After(now) {
+		e := heap.Pop(&k.byLimit).(expiry)
+		if k.seen[e.id].Equal(e.at) {
+			delete(k.seen, e.id)
+			k.bytes -= len(e.id)
 		}
 	}
-	id := key + "\x00" + nonce
-	if until, ok := c.seen[id]; ok && until.After(now) {
+	if until, ok := k.seen[nonce]; ok && until.After(now) {
 		return nonceReused
 	}
-	if len(c.seen) >= c.max {
+	if len(k.seen) >= c.maxCount || k.bytes+len(nonce) > c.maxBytes {
 		return nonceFull
 	}
-	c.seen[id] = forget
-	heap.Push(&c.byLimit, expiry{id: id, at: forget})
+	k.seen[nonce] = forget
+	k.bytes += len(nonce)
+	heap.Push(&k.byLimit, expiry{id: nonce, at: forget})
 	return nonceFresh
+}
+
+// usage returns how many nonces, and how many bytes of them, key has
+// remembered.
+func (c *nonceCache) usage(key string) (count, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k := c.keys[key]; k != nil {
+		return len(k.seen), k.bytes
+	}
+	return 0, 0
 }
 
 type expiry struct {

@@ -232,7 +232,7 @@ func TestOAuthKnownVector(t *testing.T) {
 		{"unescaped plus", "HMAC-SHA256", "dhAkN+Prls/DWq9UXx+aMTIASZpN/l0WSOTeWd+0/uI="},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.api.auth.nonces = newNonceCache(maxNonces) // every case uses the vector's nonce
+			e.api.auth.nonces = newNonceCache(maxNoncesPerKey, maxNonceBytesPerKey) // every case uses the vector's nonce
 			req := e.newRequest(e.plain, "GET", "/wp-json/wc/v3/webhooks", nil)
 			req.Host = "127.0.0.1:8080" // the host the vector was signed for
 			req.URL.RawQuery = "per_page=2&search=a%20b%26c&oauth_consumer_key=" + keyRW.ConsumerKey +
@@ -349,7 +349,7 @@ func TestPermissions(t *testing.T) {
 
 func TestNonceCache(t *testing.T) {
 	now := time.Unix(1700000000, 0)
-	c := newNonceCache(2)
+	c := newNonceCache(2, 5)
 	steps := []struct {
 		key, nonce string
 		forget     time.Time
@@ -359,7 +359,10 @@ func TestNonceCache(t *testing.T) {
 		{"k", "a", now.Add(time.Minute), now, nonceFresh},
 		{"k", "a", now.Add(time.Minute), now, nonceReused},
 		{"other", "a", now.Add(time.Minute), now, nonceFresh},
-		{"k", "b", now.Add(time.Minute), now, nonceFull}, // bounded: refuse rather than forget
+		{"k", "b", now.Add(time.Minute), now, nonceFresh},
+		{"k", "c", now.Add(time.Minute), now, nonceFull},         // two per key: refuse rather than forget
+		{"other", "bcdef", now.Add(time.Minute), now, nonceFull}, // five bytes per key
+		{"other", "bcd", now.Add(time.Minute), now, nonceFresh},  // another key's budget is its own
 		{"k", "b", now.Add(3 * time.Minute), now.Add(2 * time.Minute), nonceFresh},
 		{"k", "a", now.Add(3 * time.Minute), now.Add(2 * time.Minute), nonceFresh}, // expired, usable again
 		{"k", "b", now.Add(3 * time.Minute), now.Add(2 * time.Minute), nonceReused},
@@ -368,6 +371,9 @@ func TestNonceCache(t *testing.T) {
 		if got := c.use(s.key, s.nonce, s.forget, s.now); got != s.want {
 			t.Errorf("step %d: got %v, want %v", i, got, s.want)
 		}
+	}
+	if n, b := c.usage("k"); n != 2 || b != 2 {
+		t.Errorf("usage(k) = %d nonces, %d bytes; want 2, 2", n, b)
 	}
 }
 

@@ -130,7 +130,7 @@ func (a *API) list(rq *request) (int, any, *apiError) {
 	}
 	if q.hasOffset {
 		offset = q.offset
-		page = ceilDiv(offset, q.perPage) + 1
+		page = min(ceilDiv(offset, q.perPage), math.MaxInt64-1) + 1
 	}
 	out := make([]webhookJSON, 0, q.perPage)
 	if offset < total {
@@ -177,9 +177,11 @@ func (a *API) pageURL(rq *request, n int64) string {
 	return restURL(rq.Request, "/wc/v3/webhooks") + "?" + b.String()
 }
 
+// ceilDiv returns a/b rounded up, for a ≥ 0 and b > 0, without
+// overflowing for a near math.MaxInt64.
 func ceilDiv(a, b int64) int64 {
 	if a <= 0 {
 		return 0
 	}
-	return (a + b - 1) / b
+	return (a-1)/b + 1
 }

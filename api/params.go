@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Request parameters are read the way PHP and WordPress read them, because
@@ -297,6 +298,20 @@ func (r *paramReader) str(name string) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// text returns a string parameter that can be stored as text: valid
+// UTF-8 without NUL characters; "" when it was not sent or is refused.
+func (r *paramReader) text(name string) string {
+	s, ok := r.str(name)
+	if !ok {
+		return ""
+	}
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		r.bad(name, "%s must be text: valid UTF-8 without NUL characters.", name)
+		return ""
+	}
+	return s
 }
 
 // enum returns a string parameter that must be one of allowed, or def.

@@ -86,15 +86,15 @@ type fields struct {
 }
 
 // readFields reads the writable properties, which must be strings when
-// sent.
+// sent, of text the state schema can store: valid UTF-8 without NUL.
 func readFields(params map[string]any) (fields, *apiError) {
 	p := newParamReader(params)
 	var f fields
-	f.name, _ = p.str("name")
-	f.topic, _ = p.str("topic")
-	f.deliveryURL, _ = p.str("delivery_url")
-	f.secret, _ = p.str("secret")
-	f.status, _ = p.str("status")
+	f.name = p.text("name")
+	f.topic = p.text("topic")
+	f.deliveryURL = p.text("delivery_url")
+	f.secret = p.text("secret")
+	f.status = p.text("status")
 	return f, p.err()
 }
 
@@ -282,6 +282,11 @@ func (a *API) validURL(ctx context.Context, s string) *apiError {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || u.Hostname() == "" {
 		return bad
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return bad
+		}
 	}
 	if a.checkURL != nil {
 		if err := a.checkURL(ctx, s); err != nil {

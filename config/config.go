@@ -19,12 +19,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	_ "time/tzdata" // api.timezone must load on hosts without a zoneinfo database
 
@@ -299,16 +301,95 @@ func Defaults() *Config {
 	}
 }
 
+// MaxFileBytes bounds the size of a configuration file.
+const MaxFileBytes = 1 << 20
+
 // Load reads and validates the configuration file at path, expanding
 // ${VAR} and ${VAR:-default} with lookupEnv (os.LookupEnv in production).
-// A file that cannot be read is a wrapped os error; a file with problems
-// is a Problems error listing them all.
+// A file that cannot be opened is a wrapped os error; a file with problems
+// is a Problems error listing them all. Only a regular file of at most
+// MaxFileBytes is read: a device, a FIFO or a directory is refused without
+// reading from it (or blocking on it).
 func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadRegularFile(path, MaxFileBytes)
+	var fe *FileError
+	if errors.As(err, &fe) {
+		return nil, Problems{{File: path, Message: fe.Problem}}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, lookupEnv)
+}
+
+// FileError is a file ReadRegularFile refuses to read.
+type FileError struct {
+	Path    string
+	Problem string // e.g. "is not a regular file (a character device)"
+}
+
+func (e *FileError) Error() string { return "config: " + e.Path + ": " + e.Problem }
+
+// ReadRegularFile reads the file at path, which must be a regular file of
+// at most max bytes; anything else is a *FileError, found without reading
+// from the file. O_NONBLOCK keeps the open of a FIFO from waiting for a
+// writer; it changes nothing for a regular file. Configuration files, TLS
+// certificates and keys are read with it.
+func ReadRegularFile(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data, lookupEnv)
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	tooBig := &FileError{Path: path, Problem: fmt.Sprintf("is larger than %d bytes (%s), more than such a file needs", max, formatSize(max))}
+	switch mode := info.Mode(); {
+	case !mode.IsRegular():
+		return nil, &FileError{Path: path, Problem: fmt.Sprintf("is not a regular file (%s)", fileKind(mode))}
+	case info.Size() > max:
+		return nil, tooBig
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if int64(len(data)) > max { // it grew while being read
+		return nil, tooBig
+	}
+	return data, nil
+}
+
+// formatSize writes n bytes in the largest binary unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		unit string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + " " + u.unit
+		}
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// fileKind names the kind of file mode describes.
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "a directory"
+	case mode&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
+	case mode&os.ModeCharDevice != 0:
+		return "a character device"
+	case mode&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
 }
 
 // Parse is Load on the bytes of a file; name is used in problems. The
@@ -397,4 +478,29 @@ func (d *decoder) yamlError(err error) {
 		return
 	}
 	d.add(0, "", "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// Warnings returns what is allowed but risky in c, one sentence each, for
+// `walhook check` to print and `walhook run` to log at start.
+func (c *Config) Warnings() []string {
+	var out []string
+	if c.HTTP.Pprof && !loopbackListen(c.HTTP.Listen) {
+		out = append(out, fmt.Sprintf("http.pprof serves /debug/pprof/ on %s, which is not a loopback address: whoever can reach it can read heap profiles, goroutine stacks and the command line, and load the CPU; listen on 127.0.0.1 or set pprof: false", c.HTTP.Listen))
+	}
+	return out
+}
+
+// loopbackListen reports whether the listen address addr only accepts
+// connections from this host: its host is localhost or a loopback
+// address. An empty host listens on every interface.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -354,7 +354,7 @@ func TestExpand(t *testing.T) {
 		{in: "${HOST:=x}", problems: []string{"${HOST must be followed by } or :-default}"}},
 	}
 	for _, tc := range tests {
-		got, problems := expand(tc.in, env)
+		got, problems := expand(tc.in, env, plainValue)
 		if len(tc.problems) == 0 && got != tc.want {
 			t.Errorf("expand(%q) = %q, want %q", tc.in, got, tc.want)
 		}

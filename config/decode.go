@@ -287,8 +287,9 @@ func (d *decoder) sequence(path string, n *yaml.Node, item func(path string, n *
 var scalarTags = []string{"!!str", "!!int", "!!float", "!!bool", "!!null", "!!timestamp"}
 
 // scalar returns the text of the scalar n with ${VAR} references expanded.
-// want names the expected value ("a duration") for messages.
-func (d *decoder) scalar(path string, n *yaml.Node, want string) (string, bool) {
+// want names the expected value ("a duration") for messages; sens tells
+// how much of the value problems may quote.
+func (d *decoder) scalar(path string, n *yaml.Node, want string, sens sensitivity) (string, bool) {
 	s := resolve(n)
 	if s.Kind != yaml.ScalarNode || isNull(s) {
 		d.add(d.lineOf(n), path, "must be %s, not %s", want, describe(s))
@@ -298,19 +299,34 @@ func (d *decoder) scalar(path string, n *yaml.Node, want string) (string, bool) 
 		d.add(d.lineOf(n), path, "unsupported YAML tag %s", tag)
 		return "", false
 	}
-	v, problems := expand(s.Value, d.lookupEnv)
+	v, problems := expand(s.Value, d.lookupEnv, sens)
 	for _, p := range problems {
 		d.add(d.lineOf(n), path, "%s", p)
+	}
+	if len(problems) == 0 && strings.IndexByte(v, 0) >= 0 {
+		d.add(d.lineOf(n), path, "must not contain a NUL character")
+		return "", false
 	}
 	return v, len(problems) == 0
 }
 
 // scalarField returns a decodeFunc that parses a scalar into *dst. parse
 // errors become the problem's message as they are, so parse must not put a
-// secret's value into them.
+// secret's value into them. A Secret destination is sensitive: its
+// expansion problems quote nothing of it.
 func scalarField[T any](d *decoder, dst *T, want string, parse func(string) (T, error)) decodeFunc {
+	sens := plainValue
+	if _, ok := any(dst).(*Secret); ok {
+		sens = secretSens
+	}
+	return sensitiveField(d, dst, want, parse, sens)
+}
+
+// sensitiveField is scalarField for a value that may hold a secret
+// although it is no Secret (a URL with credentials, say).
+func sensitiveField[T any](d *decoder, dst *T, want string, parse func(string) (T, error), sens sensitivity) decodeFunc {
 	return func(path string, n *yaml.Node) {
-		s, ok := d.scalar(path, n, want)
+		s, ok := d.scalar(path, n, want, sens)
 		if !ok {
 			return
 		}

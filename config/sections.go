@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -38,7 +39,7 @@ func (d *decoder) postgres(path string, n *yaml.Node, pg *Postgres) {
 		{name: "url", required: true, decode: scalarField(d, &pg.URL, "a connection string", postgresURL)},
 		{name: "slot", decode: scalarField(d, &pg.Slot, "a string", matching(slotRE, slotRule))},
 		{name: "publication", decode: scalarField(d, &pg.Publication, "a string", matching(slotRE, slotRule))},
-		{name: "state_schema", decode: scalarField(d, &pg.StateSchema, "a string", matching(identifierRE, slotRule+", not starting with a digit"))},
+		{name: "state_schema", decode: scalarField(d, &pg.StateSchema, "a string", stateSchema)},
 		{name: "status_interval", decode: scalarField(d, &pg.StatusInterval, "a duration", duration(time.Second, time.Minute))},
 	})
 }
@@ -203,6 +204,11 @@ func (d *decoder) log(path string, n *yaml.Node, l *Log) {
 	})
 }
 
+// MaxWebhookID is the largest webhook id: WordPress post ids in practice,
+// and far enough below PostgreSQL's bigint that the ids the management API
+// hands out (the largest id so far plus one) never run out.
+const MaxWebhookID = 1<<31 - 1
+
 // hookKeys remembers where a webhook was found and which keys it set, for
 // the checks that need the whole file.
 type hookKeys struct {
@@ -218,11 +224,11 @@ func (d *decoder) webhooks(path string, n *yaml.Node) ([]Webhook, []hookKeys) {
 	d.sequence(path, n, func(p string, item *yaml.Node) {
 		w := Webhook{Status: StatusActive, Signature: SignatureWooCommerce, Line: item.Line}
 		got := d.mapping(p, item, []field{
-			{name: "id", required: true, decode: scalarField(d, &w.ID, "an integer", integer[int64](1, math.MaxInt64))},
-			{name: "name", decode: scalarField(d, &w.Name, "a string", parseString)},
+			{name: "id", required: true, decode: scalarField(d, &w.ID, "an integer", integer[int64](1, MaxWebhookID))},
+			{name: "name", decode: scalarField(d, &w.Name, "a string", webhookName)},
 			{name: "status", decode: scalarField(d, &w.Status, "a string", oneOf(StatusActive, StatusPaused, StatusDisabled))},
-			{name: "topic", required: true, decode: scalarField(d, &w.Topic, "a topic", topics.Parse)},
-			{name: "delivery_url", required: true, decode: scalarField(d, &w.DeliveryURL, "a URL", deliveryURL)},
+			{name: "topic", required: true, decode: scalarField(d, &w.Topic, "a topic", parseTopic)},
+			{name: "delivery_url", required: true, decode: sensitiveField(d, &w.DeliveryURL, "a URL", deliveryURL, mayHoldSecret)},
 			{name: "secret", decode: scalarField(d, &w.Secret, "a string", secretValue)},
 			{name: "signature", decode: scalarField(d, &w.Signature, "a string", oneOf(SignatureWooCommerce, SignatureStandardWebhooks, SignatureBoth))},
 		})
@@ -245,6 +251,13 @@ func (d *decoder) checkWebhooks(c *Config, hooks []hookKeys, defaultSecret given
 				d.add(g.line, child(h.path, "id"), "duplicate id %d (first at line %d)", w.ID, first)
 			} else {
 				firstLine[w.ID] = g.line
+			}
+		}
+		if g := h.got["delivery_url"]; g.ok {
+			if u, err := httpURL(w.DeliveryURL); err == nil {
+				if reason := refusedHost(u.Hostname(), c.Delivery.AllowPrivateNetworks, c.Delivery.AllowCIDRs); reason != "" {
+					d.add(g.line, child(h.path, "delivery_url"), "host %s is %s, which deliveries refuse (set delivery.allow_private_networks or list it in delivery.allow_cidrs)", u.Hostname(), reason)
+				}
 			}
 		}
 		if g := h.got["topic"]; g.ok && resourcesOK {
@@ -271,6 +284,14 @@ func (d *decoder) checkWebhooks(c *Config, hooks []hookKeys, defaultSecret given
 			d.add(sig.line, child(h.path, "signature"), `%q needs a secret of the form "whsec_" followed by standard base64, which default_secret is not`, w.Signature)
 		}
 	}
+}
+
+// parseTopic parses a topic, which must be valid UTF-8 to be stored.
+func parseTopic(s string) (topics.Topic, error) {
+	if !utf8.ValidString(s) {
+		return topics.Topic{}, errors.New("must be valid UTF-8")
+	}
+	return topics.Parse(s)
 }
 
 // secretValue accepts any non-empty secret.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -188,6 +189,11 @@ func httpURL(s string) (*url.URL, error) {
 	if u.Hostname() == "" {
 		return nil, errors.New("must name a host")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > math.MaxUint16 {
+			return nil, errors.New("must have a port from 1 to 65535")
+		}
+	}
 	return u, nil
 }
 
@@ -346,6 +352,33 @@ func logLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf(`must be "debug", "info", "warn" or "error", not %q`, s)
 }
 
+// systemSchema reports whether PostgreSQL keeps schema for itself: its
+// catalogs (pg_catalog, pg_toast, pg_temp_N and the like: every pg_ name
+// is reserved) and information_schema.
+func systemSchema(schema string) bool {
+	return strings.HasPrefix(schema, "pg_") || schema == "information_schema"
+}
+
+// stateSchema checks the name of walhook's own schema.
+func stateSchema(s string) (string, error) {
+	if !identifierRE.MatchString(s) {
+		return "", fmt.Errorf("%q must be 1 to 63 lower-case letters, digits or _, not starting with a digit", s)
+	}
+	if systemSchema(s) {
+		return "", fmt.Errorf("%q is a schema PostgreSQL keeps for itself; name walhook's own schema, e.g. walhook", s)
+	}
+	return s, nil
+}
+
+// webhookName checks a webhook's name, which must be valid UTF-8 to be
+// stored. Control characters are kept: what prints names escapes them.
+func webhookName(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", errors.New("must be valid UTF-8")
+	}
+	return s, nil
+}
+
 // tableName splits "schema.table" or "table" (in schema public).
 func tableName(s string) (schema, table string, err error) {
 	parts := strings.Split(s, ".")
@@ -359,6 +392,9 @@ func tableName(s string) (schema, table string, err error) {
 		if p == "" || len(p) > 63 || strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 			return "", "", fmt.Errorf("%q must be schema.table or table, each name 1 to 63 bytes without control characters", s)
 		}
+	}
+	if systemSchema(parts[0]) {
+		return "", "", fmt.Errorf("%q is in a schema PostgreSQL keeps for itself, whose tables cannot be published", s)
 	}
 	return parts[0], parts[1], nil
 }

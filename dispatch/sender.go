@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/walhook/walhook/config"
 )
 
 // Response bodies are read up to this many bytes for the delivery log, and
@@ -30,16 +32,24 @@ var ErrBlockedAddress = errors.New("address refused by the private-network guard
 // NewClient returns the HTTP client every delivery shares: keep-alive
 // connections enough for every lane of every webhook (webhooks often share
 // a host, and a connection closed for want of idle room is re-dialled on
-// the next delivery), no redirects followed, TLS
-// verified, and a dialer that refuses loopback, private, link-local,
-// multicast and unspecified addresses unless allowPrivate is set or the
-// address is inside one of allow. The check runs on the resolved address
-// at dial time, so a host name that resolves to 127.0.0.1 is refused too.
+// the next delivery), no redirects followed, TLS verified, and a dialer
+// that refuses the addresses config.RefusedAddress names (loopback,
+// private, link-local, multicast, reserved and other special-purpose
+// ranges) unless allowPrivate is set or the address is inside one of
+// allow. The check runs on the resolved address at dial time, so a host
+// name that resolves to 127.0.0.1 is refused too.
 func NewClient(concurrency int, allowPrivate bool, allow []netip.Prefix) *http.Client {
+	return newClient(concurrency, allowPrivate, allow, nil)
+}
+
+// newClient is NewClient resolving names with resolver (nil: the default
+// resolver).
+func newClient(concurrency int, allowPrivate bool, allow []netip.Prefix, resolver *net.Resolver) *http.Client {
 	dialer := &net.Dialer{
 		Timeout:   10 * time.Second,
 		KeepAlive: 30 * time.Second,
 		Control:   guard(allowPrivate, allow),
+		Resolver:  resolver,
 	}
 	transport := &http.Transport{
 		Proxy:                 nil, // deliveries go where the webhook says, not through an environment proxy
@@ -60,6 +70,9 @@ func NewClient(concurrency int, allowPrivate bool, allow []netip.Prefix) *http.C
 	}
 }
 
+// guard returns the dialer's Control hook, which refuses to connect to an
+// address the policy refuses. Its errors name the address, for the
+// delivery log.
 func guard(allowPrivate bool, allow []netip.Prefix) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, _ syscall.RawConn) error {
 		if allowPrivate {
@@ -70,34 +83,11 @@ func guard(allowPrivate bool, allow []netip.Prefix) func(network, address string
 			return fmt.Errorf("%w: cannot parse %q", ErrBlockedAddress, address)
 		}
 		ip := ap.Addr().Unmap()
-		for _, p := range allow {
-			if p.Contains(ip) {
-				return nil
-			}
-		}
-		if reason := blockedReason(ip); reason != "" {
-			return fmt.Errorf("%w: %s is a %s address (set delivery.allow_private_networks or list it in delivery.allow_cidrs)", ErrBlockedAddress, ip, reason)
+		if reason := config.RefusedAddress(ip, false, allow); reason != "" {
+			return fmt.Errorf("%w: %s is %s (set delivery.allow_private_networks or list it in delivery.allow_cidrs)", ErrBlockedAddress, ip, reason)
 		}
 		return nil
 	}
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-func blockedReason(ip netip.Addr) string {
-	switch {
-	case ip.IsLoopback():
-		return "loopback"
-	case ip.IsPrivate(), cgnat.Contains(ip):
-		return "private"
-	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
-		return "link-local"
-	case ip.IsMulticast():
-		return "multicast"
-	case ip.IsUnspecified():
-		return "unspecified"
-	}
-	return ""
 }
 
 // result is the outcome of one HTTP attempt.
@@ -153,11 +143,21 @@ func post(ctx context.Context, client *http.Client, timeout time.Duration, rawUR
 		return result{err: cleanError(err), duration: time.Since(start)}
 	}
 	r := result{code: resp.StatusCode}
-	var buf [excerptLimit]byte
-	n, _ := io.ReadFull(resp.Body, buf[:])
-	r.excerpt = strings.ToValidUTF8(string(buf[:n]), "\uFFFD")
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	// A body cut off (the connection closed before Content-Length bytes or
+	// the last chunk, or the attempt timed out while reading it) makes the
+	// attempt a failure whatever the status said: the receiver may not have
+	// finished with the delivery. A body longer than what is read here is
+	// not read to its end, and that is no failure.
+	excerpt, err := io.ReadAll(io.LimitReader(resp.Body, excerptLimit))
+	r.excerpt = strings.ToValidUTF8(string(excerpt), "\uFFFD")
+	if err == nil {
+		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	}
 	resp.Body.Close()
+	if err != nil {
+		r.err = fmt.Errorf("HTTP %d with a response body cut off: %w", r.code, cleanError(err))
+	}
+
 	if r.code == http.StatusTooManyRequests || r.code == http.StatusServiceUnavailable {
 		r.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), retryAfterCap)
 	}
@@ -221,35 +221,43 @@ func redactURL(raw string) string {
 
 // CheckDestination applies the private-network policy to a delivery URL
 // ahead of any delivery (the management API uses it to refuse a webhook at
-// creation): the URL must be absolute http or https with a host, and every
-// address the host resolves to must be allowed. Deliveries are checked
-// again when they dial, so a name that changes its answers later is still
-// caught.
+// creation): the URL must be absolute http or https with a host and a port
+// from 1 to 65535, and every address the host resolves to must be allowed.
+// Deliveries are checked again when they dial, so a name that changes its
+// answers later is still caught.
+//
+// Its errors are meant for API clients: they never name the addresses a
+// host name resolves to nor quote the resolver's answer, so that the API
+// cannot be used to map the network walhook runs in.
 func CheckDestination(ctx context.Context, rawURL string, allowPrivate bool, allow []netip.Prefix) error {
 	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
 		return errors.New("the delivery URL must be an absolute http:// or https:// URL")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New("the delivery URL's port must be from 1 to 65535")
+		}
 	}
 	if allowPrivate {
 		return nil
 	}
 	host := u.Hostname()
-	var addrs []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{ip}
-	} else {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		if err != nil {
-			return fmt.Errorf("resolve %s: %w", host, err)
+		if reason := config.RefusedAddress(ip, false, allow); reason != "" {
+			return fmt.Errorf("%w: the delivery URL's host is %s", ErrBlockedAddress, reason)
 		}
-		addrs = ips
+		return nil
 	}
-	check := guard(false, allow)
-	for _, ip := range addrs {
-		if err := check("tcp", netip.AddrPortFrom(ip, 443).String(), nil); err != nil {
-			return err
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return errors.New("the delivery URL's host name cannot be resolved")
+	}
+	for _, ip := range ips {
+		if config.RefusedAddress(ip, false, allow) != "" {
+			return fmt.Errorf("%w: the delivery URL's host name resolves to an address deliveries may not reach", ErrBlockedAddress)
 		}
 	}
 	return nil

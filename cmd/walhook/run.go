@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +55,12 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	if err := checkTLSFiles(cfg.HTTP); err != nil {
+		return err
+	}
 
 	// A second SIGINT/SIGTERM exits at once, without waiting for deliveries.
 	// The second channel is registered before the first is stopped, so a
@@ -130,6 +137,39 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	if err := checkTLSFiles(cfg.HTTP); err != nil {
+		fmt.Fprintf(stdout, "%s: %v\n1 problem(s) found\n", *path, err)
+		return exitError{1}
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+	}
 	fmt.Fprintf(stdout, "%s: OK (%d resources, %d webhooks)\n", *path, len(cfg.Resources), len(cfg.Webhooks))
+	return nil
+}
+
+// maxPEMBytes bounds a TLS certificate or key file.
+const maxPEMBytes = 1 << 20
+
+// checkTLSFiles reads the files of http.tls_cert and http.tls_key, which
+// must be regular files of at most 1 MiB holding a matching certificate
+// and key, so that a wrong file stops the start with a clear error
+// instead of leaving walhook without its HTTP endpoints (or reading
+// /dev/zero until memory runs out).
+func checkTLSFiles(h config.HTTP) error {
+	if h.TLSCert == "" {
+		return nil
+	}
+	cert, err := config.ReadRegularFile(h.TLSCert, maxPEMBytes)
+	if err != nil {
+		return fmt.Errorf("http.tls_cert: %w", err)
+	}
+	key, err := config.ReadRegularFile(h.TLSKey, maxPEMBytes)
+	if err != nil {
+		return fmt.Errorf("http.tls_key: %w", err)
+	}
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		return fmt.Errorf("http.tls_cert and http.tls_key: %s and %s are no matching PEM certificate and key: %w", h.TLSCert, h.TLSKey, err)
+	}
 	return nil
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/walhook/walhook/state"
 )
@@ -61,7 +64,8 @@ func cmdWebhooks(ctx context.Context, args []string, stdout io.Writer) error {
 					last += " (" + w.LastDeliveryErr + ")"
 				}
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", w.ID, w.Name, w.Topic, w.Status, w.FailureCount, parked, last, w.Origin)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", w.ID, cell(w.Name, nameWidth), cell(w.Topic, topicWidth),
+				cell(w.Status, statusWidth), w.FailureCount, parked, cell(last, lastWidth), cell(w.Origin, statusWidth))
 		}
 		return tw.Flush()
 	}
@@ -102,4 +106,48 @@ func cmdWebhooks(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "webhook %d is now %s\n", w.ID, w.Status)
 	return nil
+}
+
+// Widths, in characters, of the text columns of `webhooks list`.
+const (
+	nameWidth   = 40
+	topicWidth  = 40
+	statusWidth = 10
+	lastWidth   = 60
+)
+
+// cell returns s made safe to print in a terminal table of at most width
+// characters: what a terminal would act on (control characters such as
+// ESC, CR, LF and tab, Unicode format characters such as bidirectional
+// overrides) and bytes that are not UTF-8 are written as Go escapes (\x1b,
+// \r, \u202e, \xff), a backslash as \\, and a longer result is cut with
+// "…". Names and topics come from the management API, so from anyone
+// holding a write key.
+func cell(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		var piece string
+		switch {
+		case r == utf8.RuneError && size == 1:
+			piece = fmt.Sprintf(`\x%02x`, s[i])
+		case r == '\\':
+			piece = `\\`
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || !unicode.IsPrint(r) && r != ' ':
+			q := strconv.QuoteRuneToASCII(r)
+			piece = q[1 : len(q)-1]
+		default:
+			piece = s[i : i+size]
+		}
+		pieceLen := utf8.RuneCountInString(piece)
+		if n+pieceLen > width-1 && i+size < len(s) || n+pieceLen > width {
+			b.WriteString("…")
+			break
+		}
+		b.WriteString(piece)
+		n += pieceLen
+		i += size
+	}
+	return b.String()
 }

@@ -100,6 +100,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	defer store.Close()
+	if err := checkExcludedColumns(ctx, store.Pool(), cfg.Resources, infos); err != nil {
+		return err
+	}
 	serverVersion := serverVersion(ctx, store)
 
 	cdcCfg.StartLSN = func(ctx context.Context) (pglogrepl.LSN, error) {

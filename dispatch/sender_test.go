@@ -1,0 +1,311 @@
+package dispatch
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawReceiver is a TCP server on 127.0.0.1 that reads each request and
+// answers with the bytes respond writes, then closes the connection.
+func rawReceiver(t *testing.T, respond func(w *bufio.Writer, stop <-chan struct{})) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(stop)
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				bw := bufio.NewWriter(conn)
+				respond(bw, stop)
+				_ = bw.Flush()
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/hook"
+}
+
+// TestTruncatedBodyIsAFailure pins a miscount: a 200 status line whose
+// body was cut off by the connection closing was counted as delivered.
+// The receiver may not have finished; the attempt is a failure now.
+func TestTruncatedBodyIsAFailure(t *testing.T) {
+	tests := []struct {
+		name    string
+		respond func(w *bufio.Writer, stop <-chan struct{})
+		ok      bool
+		errHas  string
+	}{
+		{
+			name: "whole body",
+			respond: func(w *bufio.Writer, _ <-chan struct{}) {
+				fmt.Fprint(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			},
+			ok: true,
+		},
+		{
+			name: "no body",
+			respond: func(w *bufio.Writer, _ <-chan struct{}) {
+				fmt.Fprint(w, "HTTP/1.1 204 No Content\r\n\r\n")
+			},
+			ok: true,
+		},
+		{
+			name: "body longer than what is read",
+			respond: func(w *bufio.Writer, _ <-chan struct{}) {
+				n := excerptLimit + drainLimit + 1<<20
+				fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", n, strings.Repeat("x", n))
+			},
+			ok: true,
+		},
+		{
+			name: "Content-Length not reached",
+			respond: func(w *bufio.Writer, _ <-chan struct{}) {
+				fmt.Fprint(w, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+			},
+			errHas: "HTTP 200 with a response body cut off: unexpected EOF",
+		},
+		{
+			name: "Content-Length not reached after the excerpt",
+			respond: func(w *bufio.Writer, _ <-chan struct{}) {
+				fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n%s", strings.Repeat("x", 3000))
+			},
+			errHas: "cut off",
+		},
+		{
+			name: "last chunk missing",
+			respond: func(w *bufio.Writer, _ <-chan struct{}) {
+				fmt.Fprint(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+			},
+			errHas: "cut off",
+		},
+		{
+			name: "body stalls past the timeout",
+			respond: func(w *bufio.Writer, stop <-chan struct{}) {
+				fmt.Fprint(w, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+				_ = w.Flush()
+				<-stop
+			},
+			errHas: "cut off: timed out",
+		},
+	}
+	client := NewClient(1, true, nil)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			url := rawReceiver(t, tc.respond)
+			r := post(t.Context(), client, time.Second, url, http.Header{"Content-Type": {"application/json"}}, []byte(`{"id":1}`), 0)
+			if r.ok() != tc.ok {
+				t.Fatalf("ok() = %v, want %v (code %d, err %v)", r.ok(), tc.ok, r.code, r.err)
+			}
+			if tc.errHas != "" && (r.err == nil || !strings.Contains(r.err.Error(), tc.errHas)) {
+				t.Errorf("err = %v, want it to say %q", r.err, tc.errHas)
+			}
+			if !tc.ok && (r.codeClass() != "error" || r.permanent()) {
+				t.Errorf("a cut-off body is class %s, permanent %v: want a retried error", r.codeClass(), r.permanent())
+			}
+		})
+	}
+}
+
+// dnsServer is a DNS server over UDP on 127.0.0.1 answering A and AAAA
+// queries from records; other names get NXDOMAIN.
+func dnsServer(t *testing.T, records map[string][]netip.Addr) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if resp := dnsAnswer(buf[:n], records); resp != nil {
+				_, _ = pc.WriteTo(resp, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// dnsAnswer builds the response to the one-question query q (RFC 1035).
+func dnsAnswer(q []byte, records map[string][]netip.Addr) []byte {
+	if len(q) < 12 {
+		return nil
+	}
+	var labels []string
+	i := 12
+	for i < len(q) && q[i] != 0 {
+		l := int(q[i])
+		if i+1+l > len(q) {
+			return nil
+		}
+		labels = append(labels, string(q[i+1:i+1+l]))
+		i += 1 + l
+	}
+	i++ // the root label
+	if i+4 > len(q) {
+		return nil
+	}
+	qtype := binary.BigEndian.Uint16(q[i:])
+	question := q[12 : i+4]
+	name := strings.ToLower(strings.Join(labels, "."))
+	addrs, known := records[name]
+	var answers [][]byte
+	for _, a := range addrs {
+		typ, rdata := uint16(1), a.AsSlice()
+		if a.Is6() {
+			typ = 28
+		}
+		if typ != qtype {
+			continue
+		}
+		rr := []byte{0xc0, 12} // the question's name
+		rr = binary.BigEndian.AppendUint16(rr, typ)
+		rr = binary.BigEndian.AppendUint16(rr, 1) // IN
+		rr = binary.BigEndian.AppendUint32(rr, 60)
+		rr = binary.BigEndian.AppendUint16(rr, uint16(len(rdata)))
+		answers = append(answers, append(rr, rdata...))
+	}
+	flags := uint16(0x8180) // response, recursion desired and available
+	if !known {
+		flags |= 3 // NXDOMAIN
+	}
+	resp := append([]byte{}, q[:2]...) // the query's id
+	resp = binary.BigEndian.AppendUint16(resp, flags)
+	resp = binary.BigEndian.AppendUint16(resp, 1)
+	resp = binary.BigEndian.AppendUint16(resp, uint16(len(answers)))
+	resp = append(resp, 0, 0, 0, 0)
+	resp = append(resp, question...)
+	for _, a := range answers {
+		resp = append(resp, a...)
+	}
+	return resp
+}
+
+// TestGuardRefusesResolvedNames pins the SSRF ranges a host name could
+// resolve to and still be dialled: NAT64 (64:ff9b::/96) and 6to4
+// (2002::/16) forms of loopback, IPv4-compatible addresses, 0.0.0.0/8,
+// 192.0.0.0/24, 198.18.0.0/15 and 240.0.0.0/4. Names are resolved by a
+// real DNS server; the dialer refuses each address before connecting.
+func TestGuardRefusesResolvedNames(t *testing.T) {
+	recv := rawReceiver(t, func(w *bufio.Writer, _ <-chan struct{}) {
+		fmt.Fprint(w, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
+	port := recv[strings.LastIndex(recv, ":")+1 : strings.LastIndex(recv, "/")]
+	addrs := func(ss ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, s := range ss {
+			out = append(out, netip.MustParseAddr(s))
+		}
+		return out
+	}
+	dns := dnsServer(t, map[string][]netip.Addr{
+		"allowed.test":   addrs("127.0.0.1"),
+		"nat64.test":     addrs("64:ff9b::7f00:1"),
+		"sixtofour.test": addrs("2002:7f00:1::1"),
+		"compat.test":    addrs("::7f00:1"),
+		"zero.test":      addrs("0.0.0.0"),
+		"thisnet.test":   addrs("0.1.2.3"),
+		"ietf.test":      addrs("192.0.0.8"),
+		"bench.test":     addrs("198.18.0.1"),
+		"reserved.test":  addrs("240.0.0.1"),
+		"broadcast.test": addrs("255.255.255.255"),
+		"private.test":   addrs("10.0.0.1"),
+	})
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", dns)
+	}}
+	// 127.0.0.1 is allowed so that a refusal cannot be mistaken for a
+	// name that did not resolve: allowed.test is delivered to.
+	client := newClient(1, false, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, resolver)
+	for _, name := range []string{"allowed.test", "nat64.test", "sixtofour.test", "compat.test", "zero.test", "thisnet.test",
+		"ietf.test", "bench.test", "reserved.test", "broadcast.test", "private.test"} {
+		t.Run(name, func(t *testing.T) {
+			r := post(t.Context(), client, 5*time.Second, "http://"+name+":"+port+"/hook", http.Header{}, []byte("{}"), 0)
+			if name == "allowed.test" {
+				if !r.ok() {
+					t.Fatalf("allowed name not delivered: code %d, err %v", r.code, r.err)
+				}
+				return
+			}
+			if r.ok() || !errors.Is(r.err, ErrBlockedAddress) {
+				t.Fatalf("code %d, err %v: want a refusal by the private-network guard", r.code, r.err)
+			}
+		})
+	}
+}
+
+// TestCheckDestinationRevealsNothing pins what the management API may
+// tell a client: a host name that resolves to a refused address, or that
+// does not resolve, is refused without naming the addresses or quoting the
+// resolver.
+func TestCheckDestinationRevealsNothing(t *testing.T) {
+	tests := []struct {
+		url     string
+		want    string
+		blocked bool
+	}{
+		{"http://localhost:8080/hook", "the delivery URL's host name resolves to an address deliveries may not reach", true},
+		{"http://no-such-host.invalid/hook", "the delivery URL's host name cannot be resolved", false},
+		{"http://[64:ff9b::7f00:1]/hook", "the delivery URL's host is a NAT64 form of a loopback address (127.0.0.0/8)", true},
+		{"http://198.18.0.1/hook", "the delivery URL's host is a benchmarking address (198.18.0.0/15)", true},
+		{"https://hooks.example.com:0/hook", "the delivery URL's port must be from 1 to 65535", false},
+		{"https://hooks.example.com:65536/hook", "the delivery URL's port must be from 1 to 65535", false},
+		{"ftp://hooks.example.com/", "the delivery URL must be an absolute http:// or https:// URL", false},
+	}
+	for _, tc := range tests {
+		err := CheckDestination(t.Context(), tc.url, false, nil)
+		if err == nil {
+			t.Errorf("%s: allowed", tc.url)
+			continue
+		}
+		msg := err.Error()
+		if !strings.HasSuffix(msg, tc.want) || errors.Is(err, ErrBlockedAddress) != tc.blocked {
+			t.Errorf("%s: %q, want it to end with %q (blocked %v)", tc.url, msg, tc.want, tc.blocked)
+		}
+		for _, leak := range []string{"127.0.0.1", "::1", "lookup", ":53", "server misbehaving", "no such host"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("%s: %q reveals %q", tc.url, msg, leak)
+			}
+		}
+	}
+}
