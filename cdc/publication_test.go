@@ -251,3 +251,26 @@ func TestPrepareAddsTablesToOwnPublication(t *testing.T) {
 		t.Errorf("published tables = %q, want orders,other", got)
 	}
 }
+
+// TestRecreateWithPublicationInOneTransaction: the README's advice holds:
+// a table dropped, created again and added back to the publication in one
+// transaction loses none of the rows written after it is added back.
+func TestRecreateWithPublicationInOneTransaction(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	pgtest.Exec(t, url, shopSchema, `CREATE PUBLICATION walhook FOR TABLE public.orders`)
+	h := startReader(t, testConfig(url))
+	pgtest.Exec(t, url, `BEGIN;
+		DROP TABLE public.orders;
+		CREATE TABLE public.orders (id bigint PRIMARY KEY, status text NOT NULL);
+		ALTER PUBLICATION walhook ADD TABLE public.orders;
+		INSERT INTO public.orders VALUES (7, 'same transaction');
+		COMMIT;`)
+	pgtest.Exec(t, url, `INSERT INTO public.orders VALUES (8, 'next transaction')`)
+	var ids []string
+	for len(ids) < 2 {
+		ids = append(ids, insertedIDs(t, h.nextTx())...)
+	}
+	if strings.Join(ids, ",") != "7,8" {
+		t.Errorf("inserted ids %v, want [7 8]", ids)
+	}
+}
