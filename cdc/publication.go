@@ -2,8 +2,8 @@ package cdc
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
