@@ -72,9 +72,9 @@ const maxBodyBytes = 1 << 20
 type Options struct {
 	// Store holds the webhooks. Required.
 	Store *state.Store
-	// Keys are the accepted consumer key/secret pairs. With none, the
-	// handler answers every request with 404 rest_no_route: the API is
-	// off.
+	// Keys are the accepted consumer key/secret pairs; API.SetKeys
+	// replaces them. With none, the handler answers every request with
+	// 404 rest_no_route: the API is off.
 	Keys []Key
 	// Timezone is the site's time zone for date_created, date_modified
 	// and default names; nil means UTC.
@@ -148,11 +148,7 @@ func New(o Options) *API {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	keys := make(map[string]Key, len(o.Keys))
-	for _, k := range o.Keys {
-		keys[k.ConsumerKey] = k
-	}
-	a.auth = &authenticator{keys: keys, now: a.now, nonces: newNonceCache(maxNoncesPerKey, maxNonceBytesPerKey)}
+	a.auth = &authenticator{keys: newKeySet(o.Keys), now: a.now, nonces: newNonceCache(maxNoncesPerKey, maxNonceBytesPerKey)}
 	return a
 }
 
@@ -174,7 +170,7 @@ var (
 )
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
-	if len(a.auth.keys) == 0 {
+	if a.auth.keys.empty() {
 		writeError(w, errNoRoute)
 		return
 	}

@@ -56,7 +56,7 @@ const basicRealm = `Basic realm="WooCommerce API. Use a consumer key in the user
 // authenticator checks credentials as WooCommerce's WC_REST_Authentication
 // does.
 type authenticator struct {
-	keys   map[string]Key
+	keys   *keySet
 	now    func() time.Time
 	nonces *nonceCache
 }
@@ -81,7 +81,7 @@ func (a *authenticator) authenticate(r *http.Request, c credentials) (*Key, *api
 			ck, cs, _ = r.BasicAuth()
 		}
 		if ck != "" && cs != "" {
-			if k, ok := a.keys[ck]; ok {
+			if k, ok := a.keys.lookup(ck); ok {
 				if !hmac.Equal([]byte(k.ConsumerSecret), []byte(cs)) {
 					e := errAuth("Consumer secret is invalid.")
 					e.Header = http.Header{"Www-Authenticate": {basicRealm}}
@@ -114,7 +114,7 @@ func (a *authenticator) oauth(r *http.Request, c credentials) (*Key, *apiError) 
 	}
 	str := func(name string) string { s, _ := params.get(name).(string); return s }
 
-	k, ok := a.keys[str("oauth_consumer_key")]
+	k, ok := a.keys.lookup(str("oauth_consumer_key"))
 	if !ok {
 		return nil, errAuth("Consumer key is invalid.")
 	}

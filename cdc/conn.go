@@ -22,6 +22,7 @@ const defaultConnectTimeout = 10 * time.Second
 const (
 	codeInsufficientPrivilege = "42501"
 	codeUndefinedObject       = "42704"
+	codeUndefinedTable        = "42P01"
 	codeDuplicateObject       = "42710"
 	codeObjectInUse           = "55006"
 )

@@ -19,6 +19,10 @@ type assembler struct {
 	// *Relation, so changes decoded earlier keep the one they were
 	// decoded with.
 	relations map[uint32]*Relation
+	// relationIDs is the last relation id seen for each table name, kept
+	// across sessions: a new id for a known name means the table was
+	// dropped and created again.
+	relationIDs map[string]uint32
 
 	inTx       bool
 	xid        uint32
@@ -41,7 +45,7 @@ type step struct {
 }
 
 func newAssembler(batchSize int, logger *slog.Logger) *assembler {
-	return &assembler{batchSize: batchSize, logger: logger, relations: make(map[uint32]*Relation)}
+	return &assembler{batchSize: batchSize, logger: logger, relations: make(map[uint32]*Relation), relationIDs: make(map[string]uint32)}
 }
 
 // reset forgets the relation cache and any unfinished transaction, for a
@@ -101,6 +105,11 @@ func (a *assembler) feed(walData []byte) (step, error) {
 			rel.Columns[i] = Column{Name: c.Name, TypeOID: c.DataType, Key: c.Flags&1 != 0}
 		}
 		a.relations[m.RelationID] = rel
+		if prev, ok := a.relationIDs[rel.QualifiedName()]; ok && prev != rel.ID {
+			a.logger.Warn("a replicated table was dropped and created again; changes made to it before it was back in the publication were not captured and cannot be recovered",
+				"table", rel.QualifiedName(), "relation_id", rel.ID, "previous_relation_id", prev)
+		}
+		a.relationIDs[rel.QualifiedName()] = rel.ID
 		return step{}, nil
 
 	case *pglogrepl.InsertMessageV2:

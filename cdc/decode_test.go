@@ -3,6 +3,7 @@ package cdc
 import (
 	"encoding/binary"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
@@ -218,5 +219,30 @@ func TestAssemblerProtocolErrors(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// TestRelationWithNewIDIsLogged: a Relation message naming a known table
+// with a new relation id (the table was dropped and created again) is
+// logged as a warning that changes were lost, also across sessions.
+func TestRelationWithNewIDIsLogged(t *testing.T) {
+	logs := &lockedBuffer{}
+	a := newAssembler(8, slog.New(slog.NewTextHandler(logs, nil)))
+	feed := func(msg []byte) {
+		t.Helper()
+		if _, err := a.feed(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(msgRelation(16384, "orders", "id"))
+	feed(msgRelation(16384, "orders", "id", "status")) // ALTER TABLE: same id
+	if l := logs.String(); l != "" {
+		t.Fatalf("logged for a relation with the same id:\n%s", l)
+	}
+	a.reset()
+	feed(msgRelation(16999, "orders", "id"))
+	l := logs.String()
+	if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "table=public.orders") || !strings.Contains(l, "cannot be recovered") {
+		t.Errorf("no warning for a re-created table:\n%s", l)
 	}
 }

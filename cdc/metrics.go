@@ -18,6 +18,9 @@ type Metrics struct {
 	serverLSN    prometheus.Gauge
 	confirmedLSN prometheus.Gauge
 	lagBytes     prometheus.Gauge
+	// missingTables and readded are the PublicationWatch's.
+	missingTables prometheus.Gauge
+	readded       prometheus.Counter
 }
 
 // NewMetrics creates the reader's metrics and registers them with reg.
@@ -64,9 +67,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "walhook_replication_lag_bytes",
 			Help: "Bytes of WAL between the server's latest reported position and the confirmed position.",
 		}),
+		missingTables: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_publication_missing_tables",
+			Help: "Mapped tables the publication does not include (dropped, or dropped and created again), so their changes are not captured.",
+		}),
+		readded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "walhook_publication_tables_readded_total",
+			Help: "Mapped tables walhook added back to its own publication after they were dropped and created again.",
+		}),
 	}
 	reg.MustRegister(m.connected, m.streaming, m.standby, m.reconnects, m.transactions,
-		m.changes, m.bytesRead, m.serverLSN, m.confirmedLSN, m.lagBytes)
+		m.changes, m.bytesRead, m.serverLSN, m.confirmedLSN, m.lagBytes, m.missingTables, m.readded)
 	return m
 }
 
@@ -127,4 +138,16 @@ func (m *Metrics) positions(server, confirmed pglogrepl.LSN) {
 		lag = float64(server - confirmed)
 	}
 	m.lagBytes.Set(lag)
+}
+
+func (m *Metrics) setMissingTables(n int) {
+	if m != nil {
+		m.missingTables.Set(float64(n))
+	}
+}
+
+func (m *Metrics) tableReadded() {
+	if m != nil {
+		m.readded.Inc()
+	}
 }

@@ -14,12 +14,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/walhook/walhook/internal/pgtest"
 )
 
 // TestBadInputExitsWithClearError runs the binary against set-ups it must
 // refuse: each gets one clear error naming the thing and the fix, and a
-// non-zero exit, without a panic.
+// non-zero exit, without a panic. A refused start leaves no replication
+// slot or publication behind that it created: before the fix, a start
+// refused for a busy port, the state schema or a table's replica identity
+// left a new slot retaining WAL, and an unreadable TLS certificate served
+// a dead listener instead of exiting.
 func TestBadInputExitsWithClearError(t *testing.T) {
 	bin, err := buildOnce()
 	if err != nil {
@@ -37,6 +43,7 @@ func TestBadInputExitsWithClearError(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, db, slot string) (url string) // returns the URL walhook uses
+		http  func(t *testing.T) string                        // the http section; listen on any port when nil
 		yaml  string                                           // replaces the whole config when set
 		want  []string
 	}{
@@ -92,6 +99,51 @@ func TestBadInputExitsWithClearError(t *testing.T) {
 			},
 			want: []string{"REPLICA IDENTITY FULL", "public.orders"},
 		},
+		{
+			name:  "busy listen port",
+			setup: func(t *testing.T, db, slot string) string { pgtest.Exec(t, db, orders); return db },
+			http: func(t *testing.T) string {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				return fmt.Sprintf("{ listen: %q }", ln.Addr().String())
+			},
+			want: []string{"http: listen on 127.0.0.1:", "http.listen", "address already in use"},
+		},
+		{
+			name: "state schema of a newer walhook",
+			setup: func(t *testing.T, db, slot string) string {
+				pgtest.Exec(t, db, orders, `CREATE SCHEMA walhook; CREATE TABLE walhook.schema_version (version integer NOT NULL); INSERT INTO walhook.schema_version VALUES (9999)`)
+				return db
+			},
+			want: []string{"state: schema walhook is at version 9999", "upgrade walhook"},
+		},
+		{
+			name:  "missing TLS certificate",
+			setup: func(t *testing.T, db, slot string) string { pgtest.Exec(t, db, orders); return db },
+			http: func(t *testing.T) string {
+				dir := t.TempDir()
+				return fmt.Sprintf("{ listen: \"127.0.0.1:0\", tls_cert: %q, tls_key: %q }", filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+			},
+			want: []string{"http: load the TLS certificate", "cert.pem", "no such file"},
+		},
+		{
+			name:  "TLS certificate that is not PEM",
+			setup: func(t *testing.T, db, slot string) string { pgtest.Exec(t, db, orders); return db },
+			http: func(t *testing.T) string {
+				dir := t.TempDir()
+				cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+				for _, f := range []string{cert, key} {
+					if err := os.WriteFile(f, []byte("not a certificate\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return fmt.Sprintf("{ listen: \"127.0.0.1:0\", tls_cert: %q, tls_key: %q }", cert, key)
+			},
+			want: []string{"http: load the TLS certificate", "http.tls_cert", "PEM"},
+		},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,15 +152,20 @@ func TestBadInputExitsWithClearError(t *testing.T) {
 			cfg := tt.yaml
 			if cfg == "" {
 				dbURL := tt.setup(t, db, slot)
+				http := `{ listen: "127.0.0.1:0" }`
+				if tt.http != nil {
+					http = tt.http(t)
+				}
 				cfg = fmt.Sprintf(`postgres: { url: %q, slot: %s, publication: %s }
 source: https://shop.example.com/
 resources: { order: { table: public.orders } }
 delivery: { allow_private_networks: true }
-http: { listen: "127.0.0.1:0" }
+http: %s
 webhooks:
   - { id: 1, topic: order.created, delivery_url: "http://127.0.0.1:9/", secret: s }
-`, dbURL, slot, slot)
+`, dbURL, slot, slot, http)
 			}
+			slotBefore, pubBefore := slotAndPublication(t, db, slot)
 			path := filepath.Join(t.TempDir(), "walhook.yaml")
 			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)
@@ -132,6 +189,30 @@ webhooks:
 			if strings.Contains(text, "panic") || strings.Contains(text, "goroutine ") || strings.Contains(text, "pw-never-shown") {
 				t.Errorf("a panic or a password in the output:\n%s", text)
 			}
+			slotAfter, pubAfter := slotAndPublication(t, db, slot)
+			if slotAfter != slotBefore || pubAfter != pubBefore {
+				t.Errorf("the refused start changed the database: slot %q existed %v, now %v; publication existed %v, now %v",
+					slot, slotBefore, slotAfter, pubBefore, pubAfter)
+			}
 		})
 	}
+}
+
+// slotAndPublication reports whether the slot and the publication named
+// name exist in db.
+func slotAndPublication(t *testing.T, db, name string) (slot, publication bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),
+		EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&slot, &publication)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slot, publication
 }

@@ -32,8 +32,16 @@ func loadConfig(path string) (*config.Config, error) {
 
 // newLogger builds the process logger from the configuration.
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.Level}
-	if c.Format == "text" {
+	level := new(slog.LevelVar)
+	level.Set(c.Level)
+	return newLoggerAt(w, c.Format, level)
+}
+
+// newLoggerAt builds a logger in format ("json" or "text") whose level is
+// level, which a reload sets.
+func newLoggerAt(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
@@ -54,7 +62,9 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		}
 		return err
 	}
-	log := newLogger(stderr, cfg.Log)
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.Level)
+	log := newLoggerAt(stderr, cfg.Log.Format, level)
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
@@ -107,6 +117,7 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 	err = app.Run(ctx, cfg, app.Options{
 		Version:    version,
 		Logger:     log,
+		LogLevel:   level,
 		ConfigFile: *path,
 		Reload:     reloads,
 		Load:       func() (*config.Config, error) { return loadConfig(*path) },
