@@ -15,16 +15,14 @@ import (
 	"time"
 
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // TestBadInputExitsWithClearError runs the binary against set-ups it must
 // refuse: each gets one clear error naming the thing and the fix, and a
 // non-zero exit, without a panic.
 func TestBadInputExitsWithClearError(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	const orders = `CREATE TABLE orders (id bigint PRIMARY KEY, status text); ALTER TABLE orders REPLICA IDENTITY FULL;`
 	freePort := func() int {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,7 +111,7 @@ webhooks:
 			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), walhooktest.Patience()) // a hang guard: each exits at once
 			defer cancel()
 			var out bytes.Buffer
 			cmd := exec.CommandContext(ctx, bin, "run", "--config", path)
