@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,18 +15,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/app"
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
 	"github.com/walhook/walhook/internal/shop"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // opsConfig writes a configuration for the shop schema with the given
@@ -43,9 +40,9 @@ func opsConfig(t *testing.T, db, listen, logSection, webhooks string) string {
 source: https://shop.example.com/
 delivery:
   allow_private_networks: true
-  timeout: 10s
+  timeout: 2m
   concurrency: 2
-  shutdown_grace: 20s
+  shutdown_grace: 5m
   retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 100ms, parked_max_backoff: 500ms }
 http:
   listen: %s
@@ -57,6 +54,17 @@ webhooks:
 		t.Fatal(err)
 	}
 	return path
+}
+
+// settled waits until the walhook configured at path has settled every
+// change committed so far; checks that nothing more arrives follow it.
+func settled(t *testing.T, path string) {
+	t.Helper()
+	cfg, err := config.Load(path, os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walhooktest.WaitSettled(t, cfg.Postgres.URL.Reveal(), cfg.Postgres.Slot)
 }
 
 func hookLine(id int64, topic, url string) string {
@@ -71,13 +79,8 @@ func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-// inProcess runs walhook from a configuration file in this process.
-type inProcess struct {
-	cancel context.CancelFunc
-	done   chan error
-	addr   net.Addr
-	reg    *prometheus.Registry
-}
+// inProcess is walhook run from a configuration file in this process.
+type inProcess struct{ *walhooktest.Instance }
 
 func runInProcess(t *testing.T, path string) *inProcess {
 	t.Helper()
@@ -85,97 +88,35 @@ func runInProcess(t *testing.T, path string) *inProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &inProcess{cancel: cancel, done: make(chan error, 1), reg: prometheus.NewRegistry()}
-	listening := make(chan net.Addr, 1)
-	go func() {
-		p.done <- app.Run(ctx, cfg, app.Options{
-			Version: "test", Logger: slog.New(slog.DiscardHandler), Registry: p.reg, ConfigFile: path,
-			Listening: func(a net.Addr) { listening <- a },
-		})
-	}()
-	select {
-	case p.addr = <-listening:
-	case err := <-p.done:
-		cancel()
-		t.Fatalf("walhook stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("walhook did not listen within 30s")
-	}
-	t.Cleanup(func() { p.stop(t) })
-	waitReadyz(t, "http://"+p.addr.String())
-	return p
+	in := walhooktest.Start(t, cfg, func(o *app.Options) { o.ConfigFile = path })
+	waitReadyz(t, in.URL())
+	return &inProcess{in}
 }
 
-func (p *inProcess) stop(t *testing.T) {
-	t.Helper()
-	if p.cancel == nil {
-		return
-	}
-	p.cancel()
-	p.cancel = nil
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("walhook returned %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Error("walhook did not stop within 30s")
-	}
-}
+func (p *inProcess) stop(t *testing.T) { p.Stop(t) }
 
-// gauge reads one series of the in-process registry.
+// gauge reads the sum of the series of name whose labels include labels;
+// a missing metric family fails the test.
 func (p *inProcess) gauge(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := p.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	var pairs []string
+	for k, v := range labels {
+		pairs = append(pairs, k, v)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue next
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return -1
+	return p.Metric(t, name, pairs...)
 }
 
 // waitReadyz polls base+"/readyz" until it answers 200.
 func waitReadyz(t *testing.T, base string) {
 	t.Helper()
-	if !within(30*time.Second, func() bool {
+	walhooktest.WaitFor(t, base+"/readyz to answer 200", func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}) {
-		t.Fatalf("%s/readyz did not answer 200 within 30s", base)
-	}
-}
-
-func within(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
+	})
 }
 
 func accepted(r *receiver.Receiver, id int64) []receiver.Delivery {
@@ -247,10 +188,10 @@ func TestWebhooksCommands(t *testing.T) {
 		t.Errorf("list row before any delivery: %q", row)
 	}
 	insertProduct(t, db, 1)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 1 && len(accepted(r, 2)) == 1 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 1 && len(accepted(r, 2)) == 1 }) {
 		t.Fatal("the first change was not delivered to both webhooks")
 	}
-	if !within(10*time.Second, func() bool { return strings.HasSuffix(listRow(t, path, 1)[6], "HTTP 200") }) {
+	if !walhooktest.Holds(func() bool { return strings.HasSuffix(listRow(t, path, 1)[6], "HTTP 200") }) {
 		t.Errorf("list does not show the last delivery: %q", listRow(t, path, 1))
 	}
 
@@ -258,16 +199,16 @@ func TestWebhooksCommands(t *testing.T) {
 	if code, out, errs := cli(t, "webhooks", "pause", "1", "--config", path); code != 0 || out != "webhook 1 is now paused\n" {
 		t.Fatalf("pause: exit %d, %q %q", code, out, errs)
 	}
-	if !within(10*time.Second, func() bool {
+	if !walhooktest.Holds(func() bool {
 		return run.gauge(t, "walhook_webhook_status", map[string]string{"webhook": "1", "status": "paused"}) == 1
 	}) {
-		t.Fatal("the running walhook did not pick up the pause within 10s")
+		t.Fatal("the running walhook did not pick up the pause")
 	}
 	insertProduct(t, db, 2)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(accepted(r, 2)) == 2 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(accepted(r, 2)) == 2 }) {
 		t.Fatal("webhook 2 did not get the second change")
 	}
-	if !within(10*time.Second, func() bool {
+	if !walhooktest.Holds(func() bool {
 		return run.gauge(t, "walhook_deliveries_total", map[string]string{"webhook": "1", "outcome": "skipped"}) == 1
 	}) {
 		t.Error("the paused webhook's delivery was not skipped")
@@ -283,13 +224,13 @@ func TestWebhooksCommands(t *testing.T) {
 	if code, out, _ := cli(t, "webhooks", "enable", "--config", path, "1"); code != 0 || out != "webhook 1 is now active\n" {
 		t.Fatalf("enable: exit %d, %q", code, out)
 	}
-	if !within(10*time.Second, func() bool {
+	if !walhooktest.Holds(func() bool {
 		return run.gauge(t, "walhook_webhook_status", map[string]string{"webhook": "1", "status": "active"}) == 1
 	}) {
-		t.Fatal("the running walhook did not pick up the enable within 10s")
+		t.Fatal("the running walhook did not pick up the enable")
 	}
 	insertProduct(t, db, 3)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 2 && len(accepted(r, 2)) == 3 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 2 && len(accepted(r, 2)) == 3 }) {
 		t.Fatal("the change after enable was not delivered")
 	}
 	if ids := productIDs(t, accepted(recv, 1)); fmt.Sprint(ids) != "[1 3]" {
@@ -307,10 +248,10 @@ func TestWebhooksCommands(t *testing.T) {
 		t.Errorf("after a restart webhook 2 is %q, want disabled", row[3])
 	}
 	insertProduct(t, db, 4)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 3 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 3 }) {
 		t.Fatal("webhook 1 did not get the fourth change")
 	}
-	if !within(10*time.Second, func() bool { return listRow(t, path, 2)[5] == "1" }) {
+	if !walhooktest.Holds(func() bool { return listRow(t, path, 2)[5] == "1" }) {
 		t.Errorf("list shows %q parked for the disabled webhook, want 1", listRow(t, path, 2)[5])
 	}
 	if n := len(accepted(recv, 2)); n != 3 {
@@ -325,16 +266,16 @@ func TestWebhooksCommands(t *testing.T) {
 	if code, _, _ := cli(t, "webhooks", "enable", "2", "--config", path); code != 0 {
 		t.Fatal("enable 2 failed")
 	}
-	if !within(10*time.Second, func() bool {
+	if !walhooktest.Holds(func() bool {
 		return run.gauge(t, "walhook_webhook_status", map[string]string{"webhook": "2", "status": "active"}) == 1
 	}) {
-		t.Fatal("the running walhook did not pick up the enable of webhook 2 within 10s")
+		t.Fatal("the running walhook did not pick up the enable of webhook 2")
 	}
 	insertProduct(t, db, 5)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(accepted(r, 2)) == 4 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(accepted(r, 2)) == 4 }) {
 		t.Fatal("webhook 2 did not get the change made after it was enabled")
 	}
-	time.Sleep(300 * time.Millisecond)
+	settled(t, path)
 	if ids := productIDs(t, accepted(recv, 2)); fmt.Sprint(ids) != "[1 2 3 5]" {
 		t.Errorf("webhook 2 got products %v, want [1 2 3 5] (4 was discarded)", ids)
 	}
@@ -473,10 +414,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // TestSIGHUPReloads: the binary re-reads its configuration on SIGHUP, with
 // the text log format and the info level from the file.
 func TestSIGHUPReloads(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	db := pgtest.NewDatabase(t)
 	pgtest.Exec(t, db, shop.Schema)
 	recv := receiver.New(map[int64]string{1: "s1", 2: "s2"})
@@ -486,8 +424,8 @@ func TestSIGHUPReloads(t *testing.T) {
 	logSection := "log: { format: text, level: info }"
 	path := opsConfig(t, db, addr, logSection, hookLine(1, "product.created", srv.URL+"/one"))
 	logPath := filepath.Join(t.TempDir(), "walhook.log")
-	p := startProc(t, bin, path, logPath)
-	defer p.kill()
+	p := walhooktest.StartProcess(t, bin, path, logPath)
+	defer p.Kill()
 	waitReadyz(t, "http://"+addr)
 
 	yaml, err := os.ReadFile(path)
@@ -498,30 +436,28 @@ func TestSIGHUPReloads(t *testing.T) {
 	if err := os.WriteFile(path, []byte(added), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if !within(20*time.Second, func() bool {
-		_, body := httpGet(t, "http://"+addr+"/metrics")
-		return strings.Contains(body, `walhook_config_reloads_total{result="success"} 1`)
-	}) {
+	metrics := walhooktest.Scrape("http://" + addr + "/metrics")
+	reloads := func() float64 {
+		return walhooktest.Metric(t, metrics, "walhook_config_reloads_total", "result", "success")
+	}
+	if !walhooktest.Holds(func() bool { return reloads() == 1 }) {
 		t.Fatal("walhook_config_reloads_total{result=\"success\"} did not reach 1 after SIGHUP")
 	}
 	insertProduct(t, db, 1)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 1 && len(accepted(r, 2)) == 1 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(accepted(r, 1)) == 1 && len(accepted(r, 2)) == 1 }) {
 		t.Fatal("the webhook added by SIGHUP did not get the change")
 	}
 	// Several SIGHUPs in a row neither stop walhook nor fail.
 	for range 3 {
-		_ = p.cmd.Process.Signal(syscall.SIGHUP)
+		_ = p.Signal(syscall.SIGHUP)
 	}
-	if !within(20*time.Second, func() bool {
-		_, body := httpGet(t, "http://"+addr+"/metrics")
-		return regexp.MustCompile(`walhook_config_reloads_total\{result="success"\} [2-4]\n`).MatchString(body)
-	}) {
+	if !walhooktest.Holds(func() bool { return reloads() >= 2 }) {
 		t.Error("repeated SIGHUPs were not reloaded")
 	}
-	if err := p.terminate(t); err != nil {
+	if err := p.Terminate(t); err != nil {
 		t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
 	}
 	logs, err := os.ReadFile(logPath)
@@ -544,39 +480,29 @@ func TestSIGHUPReloads(t *testing.T) {
 // exits 0, and the delivery is not sent again at the next start; a second
 // signal exits at once.
 func TestGracefulShutdown(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	db := pgtest.NewDatabase(t)
 	pgtest.Exec(t, db, shop.Schema)
 	recv := receiver.New(map[int64]string{1: "s1"})
+	// Every delivery is held until the test lets it answer, so each step
+	// happens while a delivery is in flight, however slow the machine.
 	var (
-		delay    atomic.Int64 // how long the receiver takes to answer
-		entered  = make(chan struct{}, 16)
-		hold     = make(chan struct{}) // closed to release held requests
-		holdNext atomic.Bool
+		entered = make(chan struct{}, 16)
+		release = make(chan struct{}, 16) // one value lets one held delivery answer
+		stop    = make(chan struct{})     // closed at the end: held deliveries answer
 	)
-	delay.Store(int64(time.Second))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-WC-Webhook-Topic") != "" {
 			entered <- struct{}{}
-			if holdNext.Load() {
-				<-hold
-			} else {
-				time.Sleep(time.Duration(delay.Load()))
+			select {
+			case <-release:
+			case <-stop:
 			}
 		}
 		recv.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	t.Cleanup(func() {
-		select {
-		case <-hold:
-		default:
-			close(hold)
-		}
-	})
+	t.Cleanup(func() { close(stop) })
 	addr := freeAddr(t)
 	path := opsConfig(t, db, addr, "log: { level: info }", hookLine(1, "product.created", srv.URL+"/one"))
 	logPath := filepath.Join(t.TempDir(), "walhook.log")
@@ -584,34 +510,26 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Helper()
 		select {
 		case <-entered:
-		case <-time.After(30 * time.Second):
-			t.Fatal("no delivery reached the receiver within 30s")
+		case <-time.After(walhooktest.Patience()):
+			t.Fatalf("no delivery reached the receiver after %s", walhooktest.Patience())
 		}
 	}
 	readyz := func() (int, string) { return httpGet(t, "http://"+addr+"/readyz") }
 
-	p := startProc(t, bin, path, logPath)
-	defer p.kill()
+	p := walhooktest.StartProcess(t, bin, path, logPath)
 	waitReadyz(t, "http://"+addr)
 	insertProduct(t, db, 1)
 	waitEntered()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	sawShuttingDown := within(10*time.Second, func() bool {
+	walhooktest.WaitFor(t, "/readyz to answer 503 shutting_down while the in-flight delivery is held", func() bool {
 		code, body := readyz()
 		return code == http.StatusServiceUnavailable && strings.Contains(body, `"status":"shutting_down"`)
 	})
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("walhook did not exit within 60s of SIGTERM")
-	}
-	if p.err != nil {
-		t.Errorf("walhook exited with %v after SIGTERM, want 0", p.err)
-	}
-	if !sawShuttingDown {
-		t.Error("/readyz did not answer 503 shutting_down while the in-flight delivery finished")
+	release <- struct{}{}
+	if err := p.Exited(t, "SIGTERM"); err != nil {
+		t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
 	}
 	if n := len(recv.Accepted()); n != 1 {
 		t.Fatalf("the in-flight delivery did not complete before exit: %d accepted", n)
@@ -619,43 +537,38 @@ func TestGracefulShutdown(t *testing.T) {
 	first := recv.Accepted()[0].DeliveryID
 
 	// The next start does not send it again.
-	p = startProc(t, bin, path, logPath)
-	defer p.kill()
+	p = walhooktest.StartProcess(t, bin, path, logPath)
 	waitReadyz(t, "http://"+addr)
 	insertProduct(t, db, 2)
 	waitEntered()
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 2 }) {
+	release <- struct{}{}
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 2 }) {
 		t.Fatal("the change after the restart was not delivered")
 	}
-	time.Sleep(500 * time.Millisecond)
+	settled(t, path)
 	if ids := productIDs(t, recv.Accepted()); fmt.Sprint(ids) != "[1 2]" {
 		t.Errorf("deliveries of products %v, want [1 2]: the delivery finished at shutdown (%s) was sent again", ids, first)
 	}
 
 	// A second signal exits at once, without waiting for the held delivery.
-	holdNext.Store(true)
 	insertProduct(t, db, 3)
 	waitEntered()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if !within(10*time.Second, func() bool {
+	if !walhooktest.Holds(func() bool {
 		logs, _ := os.ReadFile(logPath)
 		return strings.Count(string(logs), `"msg":"shutting down: finishing in-flight deliveries"`) == 2
 	}) {
 		t.Fatal("walhook did not start shutting down after the first SIGTERM")
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("walhook did not exit after a second SIGTERM while a delivery was held")
-	}
+	err := p.Exited(t, "a second SIGTERM while a delivery was held")
 	var ee *exec.ExitError
-	if !errors.As(p.err, &ee) || ee.ExitCode() != 1 {
-		t.Errorf("after a second signal walhook exited with %v, want exit status 1", p.err)
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("after a second signal walhook exited with %v, want exit status 1", err)
 	}
 	logs, _ := os.ReadFile(logPath)
 	if !strings.Contains(string(logs), "second signal: exiting at once") {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // TestBadInputExitsWithClearError runs the binary against set-ups it must
@@ -27,10 +28,7 @@ import (
 // left a new slot retaining WAL, and an unreadable TLS certificate served
 // a dead listener instead of exiting.
 func TestBadInputExitsWithClearError(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	const orders = `CREATE TABLE orders (id bigint PRIMARY KEY, status text); ALTER TABLE orders REPLICA IDENTITY FULL;`
 	freePort := func() int {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -170,7 +168,7 @@ webhooks:
 			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), walhooktest.Patience()) // a hang guard: each exits at once
 			defer cancel()
 			var out bytes.Buffer
 			cmd := exec.CommandContext(ctx, bin, "run", "--config", path)

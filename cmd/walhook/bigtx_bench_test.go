@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // BenchmarkBigTransaction delivers one transaction of 100,000 and one of
@@ -38,10 +39,7 @@ func BenchmarkBigTransaction(b *testing.B) {
 }
 
 func bigTransaction(b *testing.B, rows int) (peakRSS int64, took time.Duration) {
-	bin, err := buildOnce()
-	if err != nil {
-		b.Fatal(err)
-	}
+	bin := walhooktest.Binary(b)
 	db := pgtest.NewDatabase(b)
 	pgtest.Exec(b, db, `CREATE TABLE lines (id int PRIMARY KEY, order_id int NOT NULL, sku text NOT NULL, qty int NOT NULL, price numeric(12,2) NOT NULL);
 		ALTER TABLE lines REPLICA IDENTITY FULL;`)
@@ -77,8 +75,8 @@ webhooks:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	p := startProc(b, bin, cfgPath, filepath.Join(dir, "walhook.log"))
-	defer p.kill()
+	p := walhooktest.StartProcess(b, bin, cfgPath, filepath.Join(dir, "walhook.log"))
+	defer p.Kill()
 	w := &itemsWorld{db: db, slot: slot}
 	w.waitStreaming(b)
 
@@ -90,7 +88,7 @@ webhooks:
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if rss := readRSS(p.cmd.Process.Pid); rss > peak {
+			if rss := readRSS(p.Pid()); rss > peak {
 				peak = rss
 			}
 			select {

@@ -7,11 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,68 +16,10 @@ import (
 
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// buildBinary builds walhook once per test binary run.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "walhook-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "walhook")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-// proc is walhook running as a separate process.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited; err is then set
-	err  error
-}
-
-func startProc(t testing.TB, bin, cfgPath, logPath string) *proc {
-	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p
-}
-
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// terminate sends SIGTERM and returns the exit error (nil for exit 0).
-func (p *proc) terminate(t *testing.T) error {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(60 * time.Second):
-		p.kill()
-		t.Fatal("walhook did not exit within 60s of SIGTERM")
-		return nil
-	}
-}
 
 // itemsWorld is the schema and webhooks shared by the durability tests:
 // rows whose version goes up by one with every update, so the expected
@@ -139,25 +78,16 @@ webhooks:
 // changes committed before the slot exists are not walhook's to deliver.
 func (w *itemsWorld) waitStreaming(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, w.db)
+	conn, err := pgx.Connect(t.Context(), w.db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	for {
+	walhooktest.WaitFor(t, "walhook to stream from slot "+w.slot, func() bool {
 		var active bool
-		err := conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, w.slot).Scan(&active)
-		if err == nil && active {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("walhook did not start streaming from slot %s within 30s", w.slot)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		err := conn.QueryRow(t.Context(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, w.slot).Scan(&active)
+		return err == nil && active
+	})
 }
 
 // load commits txs transactions, each updating 1–3 distinct rows, and
@@ -273,34 +203,30 @@ func (w *itemsWorld) complete(final map[int]int) func(*receiver.Receiver) bool {
 // TestKillNineLosesNothing applies a few thousand changes while walhook
 // is killed with SIGKILL at random moments and restarted each time.
 func TestKillNineLosesNothing(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 200, "")
-	first := startProc(t, bin, w.cfgPath, w.logPath)
+	first := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath)
 	w.waitStreaming(t)
-	first.kill()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	first.Kill()
+	ctx := t.Context()
 	finalC := make(chan map[int]int, 1)
 	go func() { finalC <- w.load(ctx, t, 3000, 3*time.Millisecond) }()
 
 	kills := 0
 	var final map[int]int
 	for final == nil {
-		p := startProc(t, bin, w.cfgPath, w.logPath)
+		p := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath)
 		select {
 		case final = <-finalC:
 			// The load is done: let this instance finish the work.
-			if !w.recv.Wait(90*time.Second, w.complete(final)) {
-				t.Errorf("deliveries incomplete 90s after the load ended")
+			if !w.recv.Wait(walhooktest.Patience(), w.complete(final)) {
+				t.Errorf("deliveries incomplete after the load ended: no delivery for %s", walhooktest.Patience())
 			}
-			if err := p.terminate(t); err != nil {
+			if err := p.Terminate(t); err != nil {
 				t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
 			}
 		case <-time.After(time.Duration(300+rand.IntN(1200)) * time.Millisecond):
-			p.kill()
+			p.Kill()
 			kills++
 		}
 	}
@@ -315,16 +241,12 @@ func TestKillNineLosesNothing(t *testing.T) {
 // (a crash: the slot's position is only durable at checkpoints) while
 // walhook streams.
 func TestPostgresRestartLosesNothing(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 200, "")
-	p := startProc(t, bin, w.cfgPath, w.logPath)
-	defer p.kill()
+	p := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath)
+	defer p.Kill()
 	w.waitStreaming(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := t.Context()
 
 	final := map[int]int{}
 	restarts := 0
@@ -340,10 +262,10 @@ func TestPostgresRestartLosesNothing(t *testing.T) {
 		}
 		restarts++
 	}
-	if !w.recv.Wait(90*time.Second, w.complete(final)) {
-		t.Errorf("deliveries incomplete 90s after the last restart")
+	if !w.recv.Wait(walhooktest.Patience(), w.complete(final)) {
+		t.Errorf("deliveries incomplete after the last restart: no delivery for %s", walhooktest.Patience())
 	}
-	if err := p.terminate(t); err != nil {
+	if err := p.Terminate(t); err != nil {
 		t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
 	}
 	expected, dups := w.check(t, final)
@@ -354,37 +276,33 @@ func TestPostgresRestartLosesNothing(t *testing.T) {
 // a standby and takes over after the first is killed with SIGKILL, with
 // nothing lost.
 func TestStandbyTakesOver(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 50, "")
-	active := startProc(t, bin, w.cfgPath, w.logPath)
-	defer active.kill()
+	active := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath)
+	defer active.Kill()
 	w.waitStreaming(t)
-	standby := startProc(t, bin, w.cfgPath, w.logPath+".standby")
-	defer standby.kill()
+	standby := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath+".standby")
+	defer standby.Kill()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := t.Context()
 	final := w.load(ctx, t, 200, 0)
-	if !w.recv.Wait(60*time.Second, w.complete(final)) {
+	if !w.recv.Wait(walhooktest.Patience(), w.complete(final)) {
 		t.Fatal("the active instance did not deliver the first changes")
 	}
 	if pid := w.slotPID(t); pid == 0 {
 		t.Fatal("the slot is not active")
 	}
-	active.kill()
+	active.Kill()
 	killed := time.Now()
 	more := w.load(ctx, t, 200, 0)
 	for k, v := range more {
 		final[k] = v
 	}
-	if !w.recv.Wait(60*time.Second, w.complete(final)) {
+	if !w.recv.Wait(walhooktest.Patience(), w.complete(final)) {
 		t.Error("the standby did not deliver the changes made after the active instance was killed")
 	}
 	t.Logf("standby takeover: the changes made after kill -9 were all delivered %.1fs after the kill", time.Since(killed).Seconds())
-	if err := standby.terminate(t); err != nil {
+	if err := standby.Terminate(t); err != nil {
 		t.Errorf("standby exited with %v after SIGTERM, want 0", err)
 	}
 	w.check(t, final)

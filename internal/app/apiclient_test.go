@@ -14,6 +14,7 @@ import (
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
 	"github.com/walhook/walhook/internal/shop"
+	"github.com/walhook/walhook/internal/walhooktest"
 	"github.com/walhook/walhook/state"
 )
 
@@ -39,7 +40,7 @@ webhooks:
 `, key, keySecret, url, secret))
 	in := start(t, cfg)
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute) // a hang guard only
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "client.test.mjs")
 	cmd.Dir = nodeclient.Dir()
@@ -72,7 +73,7 @@ webhooks:
 
 	pgtest.Exec(t, db, `INSERT INTO customers (id, email, first_name, last_name, password_hash) VALUES (1, 'a@example.com', 'A', 'B', 'x');
 		INSERT INTO orders (id, customer_id, total) VALUES (7, 1, 19.99)`)
-	ok := recv.Wait(30*time.Second, func(r *receiver.Receiver) bool {
+	ok := recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool {
 		for _, d := range r.Deliveries() {
 			if d.WebhookID == id && d.Topic == "order.created" {
 				return true

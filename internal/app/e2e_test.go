@@ -10,11 +10,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
 	"github.com/walhook/walhook/internal/shop"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 const secret = "test-secret"
@@ -91,10 +91,10 @@ func TestAllTopicsEndToEnd(t *testing.T) {
 	)
 	// 4 created + 3 updated + 2 order updates + 1 action + 4 deleted.
 	const want = 14
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= want }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= want }) {
 		t.Fatalf("got %d deliveries, want %d", len(recv.Deliveries()), want)
 	}
-	time.Sleep(300 * time.Millisecond) // nothing more may arrive
+	waitSettled(t, db, cfg.Postgres.Slot) // nothing more may arrive
 	got := recv.Deliveries()
 	if len(got) != want {
 		t.Fatalf("got %d deliveries, want exactly %d: %v", len(got), want, topicsOf(got))
@@ -219,7 +219,7 @@ webhooks:
 			(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 1250) i), 'first')`,
 		`INSERT INTO typed (id) VALUES (2)`,
 		`UPDATE typed SET note = 'second' WHERE id = 1`)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= 3 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= 3 }) {
 		t.Fatalf("got %d deliveries, want 3", len(recv.Deliveries()))
 	}
 	got := recv.Deliveries()
@@ -276,21 +276,19 @@ func TestRestartDeliversEverything(t *testing.T) {
 	cfg := parseConfig(t, baseConfig(t, db, "")+fmt.Sprintf(`webhooks:
   - { id: 1, topic: product.created, delivery_url: %q, secret: %q }
 `, url, secret))
+	cfg.Delivery.MaxFailures = 1000 // however many attempts fail before the stop, the webhook stays active
 	in := start(t, cfg)
 	for i := 1; i <= 20; i++ {
 		pgtest.Exec(t, db, fmt.Sprintf(`INSERT INTO products (id, name, sku, price) VALUES (%d, 'p', 'sku%d', 1)`, i, i))
 	}
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= 1 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= 1 }) {
 		t.Fatal("no delivery attempt reached the failing receiver")
 	}
 	in.stop(t)
 
 	recv.Respond(nil)
 	start(t, cfg)
-	ok := recv.Wait(60*time.Second, func(r *receiver.Receiver) bool { return len(distinctIDs(r.Accepted())) == 20 })
-	if !ok {
-		t.Fatalf("after the restart %d of 20 events arrived", len(distinctIDs(recv.Accepted())))
-	}
+	walhooktest.WaitCount(t, "the 20 events to arrive after the restart", 20, func() int { return len(distinctIDs(recv.Accepted())) })
 }
 
 func distinctIDs(ds []receiver.Delivery) []string {

@@ -22,6 +22,7 @@ import (
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
 	"github.com/walhook/walhook/internal/shop"
+	"github.com/walhook/walhook/internal/walhooktest"
 	"github.com/walhook/walhook/state"
 )
 
@@ -38,7 +39,7 @@ func answer(code int) func(*receiver.Delivery) (int, http.Header) {
 // as `walhook webhooks` does.
 func openStore(t testing.TB, db string) *state.Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), walhooktest.Patience())
 	defer cancel()
 	st, err := state.Open(ctx, db, "walhook")
 	if err != nil {
@@ -77,50 +78,15 @@ func setStatus(t testing.TB, st *state.Store, id int64, status string) {
 	}
 }
 
-// eventually polls cond until it holds, failing the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-// metricValue sums the series of the metric name whose labels include labels.
+// metricValue sums the series of the metric name whose labels include
+// labels; a missing metric family fails the test.
 func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather metrics: %v", err)
+	var pairs []string
+	for k, v := range labels {
+		pairs = append(pairs, k, v)
 	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue series
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
+	return walhooktest.Metric(t, reg, name, pairs...)
 }
 
 func deliveries(t testing.TB, in *instance, id int64, outcome string) float64 {
@@ -167,30 +133,12 @@ func attemptLogs(t testing.TB, in *instance, id int64) []map[string]any {
 // walLSN returns the server's current WAL position.
 func walLSN(t testing.TB, db string) pglogrepl.LSN {
 	t.Helper()
-	var s string
-	queryRow(t, db, `SELECT pg_current_wal_lsn()::text`, nil, &s)
-	lsn, err := pglogrepl.ParseLSN(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lsn
-}
-
-// slotConfirmed returns the slot's confirmed_flush_lsn.
-func slotConfirmed(t testing.TB, db, slot string) pglogrepl.LSN {
-	t.Helper()
-	var s string
-	queryRow(t, db, `SELECT coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1`, []any{slot}, &s)
-	lsn, err := pglogrepl.ParseLSN(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lsn
+	return walhooktest.WALPosition(t, db)
 }
 
 func queryRow(t testing.TB, db, sql string, args []any, dest ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), walhooktest.Patience())
 	defer cancel()
 	conn, err := pgx.Connect(ctx, db)
 	if err != nil {
@@ -205,9 +153,7 @@ func queryRow(t testing.TB, db, sql string, args []any, dest ...any) {
 // waitSlotPasses waits until the slot's confirmed position reaches lsn.
 func waitSlotPasses(t testing.TB, db, slot string, lsn pglogrepl.LSN) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("the slot's confirmed position to reach %s", lsn), func() bool {
-		return slotConfirmed(t, db, slot) >= lsn
-	})
+	walhooktest.WaitSlotPasses(t, db, slot, lsn)
 }
 
 // productRow is what the tests read from a product payload.
@@ -286,16 +232,16 @@ func TestAutoDisable(t *testing.T) {
 	cfg.Delivery.Concurrency = 1
 	cfg.Delivery.Retry.Attempts = 2
 	in := start(t, cfg)
-	eventually(t, 10*time.Second, "the activation ping", func() bool { return len(recv.Pings()) == 1 })
+	eventually(t, "the activation ping", func() bool { return len(recv.Pings()) == 1 })
 
 	// Three changes of two rows: row 1's first change and row 2's change
 	// are tried (a failing row does not hold back another); row 1's second
 	// change waits behind its first, untried.
 	pgtest.Exec(t, db, updates([2]int{1, 1}, [2]int{2, 1}, [2]int{1, 2})...)
-	eventually(t, 30*time.Second, "webhook 1 to be disabled", func() bool {
+	eventually(t, "webhook 1 to be disabled", func() bool {
 		return storedWebhook(t, st, 1).Status == state.StatusDisabled
 	})
-	time.Sleep(1500 * time.Millisecond) // longer than parked_max_backoff: nothing more may be sent
+	walhooktest.Quiet(1500 * time.Millisecond) // longer than parked_max_backoff: a retry after the disable would show
 	got := recv.Deliveries()
 	wantAttempts := len(got)
 	if ids := distinctIDs(got); len(ids) != 2 {
@@ -338,8 +284,8 @@ func TestAutoDisable(t *testing.T) {
 		t.Error("after a restart walhook_webhook_status does not say disabled")
 	}
 	pgtest.Exec(t, db, updates([2]int{2, 2}, [2]int{3, 1}, [2]int{1, 3}, [2]int{3, 2})...)
-	eventually(t, 30*time.Second, "the changes made while disabled to be parked", func() bool { return parkedRows(t, st, 1) == 7 })
-	time.Sleep(1500 * time.Millisecond)
+	eventually(t, "the changes made while disabled to be parked", func() bool { return parkedRows(t, st, 1) == 7 })
+	walhooktest.Quiet(1500 * time.Millisecond) // a request to the disabled webhook would show
 	if n := len(recv.Deliveries()); n != wantAttempts {
 		t.Fatalf("a disabled webhook was sent %d requests", n-wantAttempts)
 	}
@@ -353,15 +299,16 @@ func TestAutoDisable(t *testing.T) {
 	// Re-enabled through the store: everything parked arrives in per-row order.
 	recv.Respond(nil)
 	setStatus(t, st, 1, state.StatusActive)
-	ok := recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 7 })
+	ok := recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 7 })
 	if !ok {
 		t.Fatalf("after re-enabling %d of 7 parked deliveries arrived", len(recv.Accepted()))
 	}
 	pgtest.Exec(t, db, updates([2]int{2, 3})...)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 8 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 8 }) {
 		t.Fatal("a change made after re-enabling did not arrive")
 	}
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, "the parked table to empty", func() bool { return parkedRows(t, st, 1) == 0 })
+	waitSettled(t, db, cfg.Postgres.Slot)
 	accepted := recv.Accepted()
 	checkRows(t, stockByRow(t, accepted), map[int][]int{1: {1, 2, 3}, 2: {1, 2, 3}, 3: {1, 2}})
 	if accepted[0].DeliveryID != failedID {
@@ -387,10 +334,10 @@ func TestGoneDisablesAtOnce(t *testing.T) {
 	cfg := parseConfig(t, baseConfig(t, db, "")+"webhooks:\n"+hookYAML(1, "product.updated", url))
 	in := start(t, cfg)
 	pgtest.Exec(t, db, updates([2]int{1, 1}, [2]int{1, 2})...)
-	eventually(t, 30*time.Second, "webhook 1 to be disabled", func() bool {
+	eventually(t, "webhook 1 to be disabled", func() bool {
 		return storedWebhook(t, st, 1).Status == state.StatusDisabled
 	})
-	time.Sleep(1500 * time.Millisecond)
+	walhooktest.Quiet(1500 * time.Millisecond) // a retry after 410 would show
 	if n := len(recv.Deliveries()); n != 1 {
 		t.Errorf("%d requests, want 1: 410 Gone is neither retried nor followed by more", n)
 	}
@@ -403,7 +350,7 @@ func TestGoneDisablesAtOnce(t *testing.T) {
 	if n := metricValue(t, in.reg, "walhook_webhook_disables_total", map[string]string{"webhook": "1"}); n != 1 {
 		t.Errorf("walhook_webhook_disables_total = %v, want 1", n)
 	}
-	eventually(t, 10*time.Second, "both changes to be parked", func() bool { return parkedRows(t, st, 1) == 2 })
+	eventually(t, "both changes to be parked", func() bool { return parkedRows(t, st, 1) == 2 })
 }
 
 // TestPausedWebhook: a paused webhook receives nothing, not even a ping,
@@ -429,7 +376,7 @@ func TestPausedWebhook(t *testing.T) {
 	}
 	pgtest.Exec(t, db, sqls...)
 	end := walLSN(t, db)
-	if !active.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 10 }) {
+	if !active.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 10 }) {
 		t.Fatalf("the active webhook got %d of 10 deliveries", len(active.Accepted()))
 	}
 	// Only product.updated webhook 3 (paused) matched the updates: the slot
@@ -530,16 +477,16 @@ func TestReceiverDown(t *testing.T) {
 	}
 
 	srv.up()
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= len(pairs) }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= len(pairs) }) {
 		t.Fatalf("after the receiver came back %d of %d deliveries arrived", len(recv.Accepted()), len(pairs))
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Once nothing is parked, every retry has been made: count them.
+	eventually(t, "the parked table to empty", func() bool { return parkedRows(t, st, 1) == 0 })
 	got := recv.Accepted()
 	if len(got) != len(pairs) || len(distinctIDs(got)) != len(pairs) {
 		t.Errorf("%d deliveries with %d ids, want %d each", len(got), len(distinctIDs(got)), len(pairs))
 	}
 	checkRows(t, stockByRow(t, got), want)
-	eventually(t, 10*time.Second, "the parked table to empty", func() bool { return parkedRows(t, st, 1) == 0 })
 	if w := storedWebhook(t, st, 1); w.FailureCount != 0 {
 		t.Errorf("failure_count = %d after a success, want 0", w.FailureCount)
 	}
@@ -590,10 +537,10 @@ func TestRetryAfter(t *testing.T) {
 		sqls = append(sqls, fmt.Sprintf(`INSERT INTO products (id, name, sku, price) VALUES (%d, 'p', 'sku%d', 1)`, c.id, c.id))
 	}
 	pgtest.Exec(t, db, sqls...)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= len(cases) }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= len(cases) }) {
 		t.Fatalf("%d of %d deliveries succeeded after Retry-After", len(recv.Accepted()), len(cases))
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitSettled(t, db, cfg.Postgres.Slot)
 	byRow := map[int][]receiver.Delivery{}
 	for _, d := range recv.Deliveries() {
 		p := productOf(t, d.Body)
@@ -684,7 +631,7 @@ func TestPing(t *testing.T) {
 	cfg := parseConfig(t, config("/hooks"))
 
 	in := start(t, cfg)
-	eventually(t, 10*time.Second, "the first ping's result to be recorded", func() bool {
+	eventually(t, "the first ping's result to be recorded", func() bool {
 		return storedWebhook(t, st, 1).LastPingResult != ""
 	})
 	pings := pr.recorded()
@@ -712,7 +659,7 @@ func TestPing(t *testing.T) {
 	}
 	// The failed ping does not block deliveries.
 	pgtest.Exec(t, db, `INSERT INTO products (id, name, sku, price) VALUES (1, 'p', 'sku1', 1)`)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) == 1 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) == 1 }) {
 		t.Fatal("a delivery did not arrive while the ping was pending")
 	}
 	in.stop(t)
@@ -720,7 +667,7 @@ func TestPing(t *testing.T) {
 	// The next start pings again; a 200 clears it.
 	pr.setStatus(http.StatusOK)
 	in = start(t, cfg)
-	eventually(t, 10*time.Second, "pending_ping to clear", func() bool { return !storedWebhook(t, st, 1).PendingPing })
+	eventually(t, "pending_ping to clear", func() bool { return !storedWebhook(t, st, 1).PendingPing })
 	if n := len(pr.recorded()); n != 2 {
 		t.Errorf("%d pings after the second start, want 2", n)
 	}
@@ -728,7 +675,7 @@ func TestPing(t *testing.T) {
 
 	// Nothing pending: a restart does not ping.
 	in = start(t, cfg)
-	time.Sleep(1200 * time.Millisecond)
+	walhooktest.Quiet(1200 * time.Millisecond) // a ping at this start would show
 	if n := len(pr.recorded()); n != 2 {
 		t.Errorf("a restart with no ping pending pinged (%d pings)", n)
 	}
@@ -736,11 +683,11 @@ func TestPing(t *testing.T) {
 
 	// A new delivery URL while active pings the new URL.
 	start(t, parseConfig(t, config("/moved")))
-	eventually(t, 10*time.Second, "a ping to the new URL", func() bool {
+	eventually(t, "a ping to the new URL", func() bool {
 		ps := pr.recorded()
 		return len(ps) == 3 && ps[2].path == "/moved"
 	})
-	eventually(t, 10*time.Second, "pending_ping to clear", func() bool { return !storedWebhook(t, st, 1).PendingPing })
+	eventually(t, "pending_ping to clear", func() bool { return !storedWebhook(t, st, 1).PendingPing })
 }
 
 // faultServer misbehaves per path, counting the deliveries (not pings) it sees.
@@ -848,14 +795,14 @@ func TestReceiverFaults(t *testing.T) {
 		yaml += hookYAML(f.id, "product.created", srv.URL+f.path)
 	}
 	cfg := parseConfig(t, baseConfig(t, db, "")+yaml)
-	cfg.Delivery.Timeout = time.Second
+	cfg.Delivery.Timeout = 3 * time.Second // /hang times out; /slow answers well within it
 	cfg.Delivery.Retry.Attempts = attempts
 	cfg.Delivery.Retry.ParkedBackoff = time.Hour
 	cfg.Delivery.Retry.ParkedMaxBackoff = time.Hour
 	in := start(t, cfg)
 
 	pgtest.Exec(t, db, `INSERT INTO products (id, name, sku, price) VALUES (1, 'p', 'sku1', 1)`)
-	if !healthy.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) == 1 }) {
+	if !healthy.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) == 1 }) {
 		t.Fatal("the healthy webhook did not get its delivery")
 	}
 	select {
@@ -865,10 +812,10 @@ func TestReceiverFaults(t *testing.T) {
 		} else {
 			t.Logf("50 MB response: walhook closed the connection after %d bytes had been written", res.written)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the 50 MB response was still being read after 30s")
+	case <-time.After(walhooktest.Patience()):
+		t.Fatalf("the 50 MB response was still being read after %s", walhooktest.Patience())
 	}
-	eventually(t, 30*time.Second, "every fault to be settled", func() bool {
+	eventually(t, "every fault to be settled", func() bool {
 		for _, f := range faults {
 			done := deliveries(t, in, f.id, dispatch.OutcomeSuccess) == 1
 			if !f.ok {
@@ -930,7 +877,7 @@ func TestParkLimit(t *testing.T) {
 	}
 	pgtest.Exec(t, db, sqls...)
 	end := walLSN(t, db)
-	eventually(t, 30*time.Second, "5 deliveries dropped", func() bool { return deliveries(t, in, 1, dispatch.OutcomeDropped) == 5 })
+	eventually(t, "5 deliveries dropped", func() bool { return deliveries(t, in, 1, dispatch.OutcomeDropped) == 5 })
 	waitSlotPasses(t, db, cfg.Postgres.Slot, end)
 	if n := parkedRows(t, st, 1); n != 5 {
 		t.Errorf("%d parked, want 5", n)
@@ -954,10 +901,11 @@ func TestParkLimit(t *testing.T) {
 	}
 
 	setStatus(t, st, 1, state.StatusActive)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 5 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 5 }) {
 		t.Fatalf("after re-enabling %d of 5 kept deliveries arrived", len(recv.Accepted()))
 	}
-	time.Sleep(500 * time.Millisecond)
+	eventually(t, "the parked table to empty", func() bool { return parkedRows(t, st, 1) == 0 })
+	waitSettled(t, db, cfg.Postgres.Slot)
 	// Different rows: their relative order is not promised (SPEC §5).
 	var ids []int
 	for _, d := range recv.Deliveries() {
@@ -986,7 +934,7 @@ func TestFailingWebhookIsolation(t *testing.T) {
 		}
 		cfg := parseConfig(t, baseConfig(t, db, "")+yaml)
 		start(t, cfg)
-		eventually(t, 10*time.Second, "the activation ping", func() bool { return len(healthy.Pings()) == 1 })
+		eventually(t, "the activation ping", func() bool { return len(healthy.Pings()) == 1 })
 
 		var sqls []string
 		for tx := 0; tx < changes/100; tx++ {
@@ -997,7 +945,7 @@ func TestFailingWebhookIsolation(t *testing.T) {
 		began := time.Now()
 		pgtest.Exec(t, db, sqls...)
 		end := walLSN(t, db)
-		if !healthy.Wait(60*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= changes }) {
+		if !healthy.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= changes }) {
 			t.Fatalf("the healthy webhook got %d of %d deliveries", len(healthy.Accepted()), changes)
 		}
 		took := time.Since(began)
@@ -1051,7 +999,7 @@ func TestDiscardWhileRetrying(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	cfg := parseConfig(t, baseConfig(t, db, "")+"webhooks:\n"+hookYAML(1, "product.updated", srv.URL))
-	cfg.Delivery.Timeout = 20 * time.Second
+	cfg.Delivery.Timeout = walhooktest.Patience() // the held retry waits for the test, however slow
 	cfg.Delivery.Concurrency = 1
 	in := start(t, cfg)
 	parkedGauge := func() float64 {
@@ -1061,17 +1009,17 @@ func TestDiscardWhileRetrying(t *testing.T) {
 	pgtest.Exec(t, db, updates([2]int{1, 1})...)
 	select {
 	case <-held:
-	case <-time.After(30 * time.Second):
+	case <-time.After(walhooktest.Patience()):
 		t.Fatal("the parked delivery was not retried")
 	}
 	if got, err := st.DiscardParked(context.Background(), 1); err != nil || got != 1 {
 		t.Fatalf("DiscardParked = %d, %v; want 1", got, err)
 	}
-	eventually(t, 10*time.Second, "walhook to notice the discard", func() bool { return parkedGauge() == 0 })
+	eventually(t, "walhook to notice the discard", func() bool { return parkedGauge() == 0 })
 	close(gate)
-	eventually(t, 10*time.Second, "the held retry to succeed", func() bool { return deliveries(t, in, 1, dispatch.OutcomeSuccess) == 1 })
+	eventually(t, "the held retry to succeed", func() bool { return deliveries(t, in, 1, dispatch.OutcomeSuccess) == 1 })
 	pgtest.Exec(t, db, updates([2]int{1, 2})...)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) == 2 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) == 2 }) {
 		t.Fatal("a later change was not delivered after the breaker closed")
 	}
 	if g := parkedGauge(); g != 0 {

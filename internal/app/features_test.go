@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -14,6 +13,7 @@ import (
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
 	"github.com/walhook/walhook/internal/shop"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // TestStandardWebhooksSignature verifies deliveries with the Standard
@@ -31,7 +31,7 @@ func TestStandardWebhooksSignature(t *testing.T) {
 	recv.SetSecret(2, swSecret)
 	start(t, cfg)
 	pgtest.Exec(t, db, `INSERT INTO products (id, name, sku, price) VALUES (1, 'Mug', 'MUG', 12.50)`)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= 2 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= 2 }) {
 		t.Fatalf("got %d deliveries, want 2", len(recv.Deliveries()))
 	}
 	wh, err := standardwebhooks.NewWebhook(swSecret)
@@ -70,10 +70,7 @@ func TestPrivateNetworkGuard(t *testing.T) {
 `, port, secret))
 	in := start(t, blocked)
 	pgtest.Exec(t, db, `INSERT INTO products (id, name, sku, price) VALUES (1, 'Mug', 'MUG', 12.50)`)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(in.logs.String(), "private-network guard") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	walhooktest.Holds(func() bool { return strings.Contains(in.logs.String(), "private-network guard") })
 	logs := in.logs.String()
 	if !strings.Contains(logs, "private-network guard") || !strings.Contains(logs, "loopback") {
 		t.Fatalf("no refusal naming the private-network guard and loopback in the logs:\n%s", logs)
@@ -89,7 +86,7 @@ func TestPrivateNetworkGuard(t *testing.T) {
   - { id: 1, topic: product.created, delivery_url: "http://localhost:%s/blocked", secret: %q }
 `, port, secret))
 	start(t, allowed)
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 1 }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 1 }) {
 		t.Fatal("with 127.0.0.0/8 in allow_cidrs the delivery did not arrive")
 	}
 }
@@ -139,10 +136,10 @@ func TestCoalescing(t *testing.T) {
 		`product.created {"id":3,"stock":5}`,
 		`product.updated {"id":3,"stock":5}`,
 	}
-	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= len(want) }) {
+	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Deliveries()) >= len(want) }) {
 		t.Fatalf("got %d deliveries, want %d", len(recv.Deliveries()), len(want))
 	}
-	time.Sleep(300 * time.Millisecond) // nothing more may arrive
+	waitSettled(t, db, cfg.Postgres.Slot) // nothing more may arrive
 	got := map[string]int{}
 	for _, d := range recv.Deliveries() {
 		got[d.Topic+" "+summary(string(d.Body))]++
@@ -201,20 +198,17 @@ func TestIdleSlotAdvances(t *testing.T) {
 	}
 	var retained int64
 	var confirmedPast bool
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		err := conn.QueryRow(t.Context(), `SELECT confirmed_flush_lsn >= $2::pg_lsn, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::bigint
-			FROM pg_replication_slots WHERE slot_name = $1`, cfg.Postgres.Slot, written).Scan(&confirmedPast, &retained)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if confirmedPast {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if !confirmedPast {
-		t.Fatalf("the slot's confirmed position did not pass %s after 100,000 rows written to an unpublished table (%d bytes retained)", written, retained)
-	}
+	// Progress is the slot's confirmed position moving up.
+	walhooktest.WaitProgress(t, fmt.Sprintf("the slot's confirmed position to pass %s after 100,000 rows written to an unpublished table", written),
+		walhooktest.Patience(), func() (bool, int) {
+			var confirmed int64
+			err := conn.QueryRow(t.Context(), `SELECT confirmed_flush_lsn >= $2::pg_lsn, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::bigint,
+					pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint
+				FROM pg_replication_slots WHERE slot_name = $1`, cfg.Postgres.Slot, written).Scan(&confirmedPast, &retained, &confirmed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return confirmedPast, int(confirmed)
+		})
 	t.Logf("idle slot: confirmed position passed the end of ~%d MB of writes to an unpublished table; %d bytes of WAL retained", 20*5000*150/1000000, retained)
 }

@@ -1,21 +1,15 @@
 package app_test
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +17,7 @@ import (
 	"github.com/walhook/walhook/internal/app"
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -47,8 +42,8 @@ func baseConfig(t testing.TB, dbURL, extra string) string {
 source: https://shop.example.com
 delivery:
   allow_private_networks: true
-  timeout: 2s
-  shutdown_grace: 2s
+  timeout: 30s
+  shutdown_grace: 30s
   retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 100ms, parked_max_backoff: 1s }
 http:
   listen: 127.0.0.1:0
@@ -66,13 +61,13 @@ func parseConfig(t testing.TB, yaml string) *config.Config {
 	return cfg
 }
 
-// instance is walhook running in-process through the real run path.
+// instance is walhook running in-process through the real run path,
+// with the short names the tests use.
 type instance struct {
-	cancel context.CancelFunc
-	done   chan error
-	addr   net.Addr
-	reg    *prometheus.Registry
-	logs   *syncBuffer
+	*walhooktest.Instance
+	addr net.Addr
+	reg  *prometheus.Registry
+	logs *walhooktest.Logs
 }
 
 // start runs walhook with cfg until stop is called or the test ends.
@@ -84,49 +79,30 @@ func start(t testing.TB, cfg *config.Config) *instance {
 // startWith runs walhook like start, with options adjusted by set.
 func startWith(t testing.TB, cfg *config.Config, set func(*app.Options)) *instance {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{cancel: cancel, done: make(chan error, 1), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	listening := make(chan net.Addr, 1)
-	log := slog.New(slog.NewJSONHandler(io.MultiWriter(in.logs, testWriter{t}), &slog.HandlerOptions{Level: cfg.Log.Level}))
-	opts := app.Options{
-		Version:   "test",
-		Logger:    log,
-		Registry:  in.reg,
-		Listening: func(a net.Addr) { listening <- a },
-	}
-	if set != nil {
-		set(&opts)
-	}
-	go func() { in.done <- app.Run(ctx, cfg, opts) }()
-	select {
-	case in.addr = <-listening:
-	case err := <-in.done:
-		cancel()
-		t.Fatalf("walhook stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("walhook did not start listening within 30s")
-	}
-	t.Cleanup(func() { in.stop(t) })
-	return in
+	in := walhooktest.Start(t, cfg, set)
+	return &instance{Instance: in, addr: in.Addr, reg: in.Registry, logs: in.Logs}
 }
 
 // stop shuts walhook down gracefully and checks it returned no error.
 func (in *instance) stop(t testing.TB) {
 	t.Helper()
-	if in.cancel == nil {
-		return
-	}
-	in.cancel()
-	in.cancel = nil
-	select {
-	case err := <-in.done:
-		if err != nil {
-			t.Errorf("walhook returned %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Error("walhook did not stop within 30s")
-	}
+	in.Stop(t)
+}
+
+// eventually waits until cond holds, failing the test when it has not for
+// walhooktest.Patience.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	walhooktest.WaitFor(t, what, cond)
+}
+
+// waitSettled waits until walhook has settled (delivered or parked) every
+// change committed so far: the slot's confirmed position passes the
+// server's WAL position read now. Checks that nothing more arrives come
+// after it instead of after a pause.
+func waitSettled(t testing.TB, db, slot string) {
+	t.Helper()
+	walhooktest.WaitSettled(t, db, slot)
 }
 
 // newReceiver starts a real HTTP receiver on 127.0.0.1.
@@ -142,30 +118,4 @@ func verify(secret string, body []byte, signature string) bool {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil)) == signature
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	if os.Getenv("WALHOOK_TEST_LOG") != "" {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

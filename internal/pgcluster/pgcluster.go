@@ -36,8 +36,11 @@ const (
 	dataSubdir  = "data"
 	logFileName = "postgres.log"
 	confName    = "walhook.conf"
-	// startTimeout bounds pg_ctl's own wait for the server to come up.
-	startTimeout = 60 * time.Second
+	// startTimeout bounds pg_ctl's own wait for the server to come up. It
+	// only guards against a hang: a loaded machine, or crash recovery
+	// after an immediate restart, may take far longer than the usual
+	// second.
+	startTimeout = 5 * time.Minute
 	// logTailBytes is how much of the server log an error quotes.
 	logTailBytes = 2048
 )

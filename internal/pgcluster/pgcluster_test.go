@@ -18,7 +18,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a hang guard only
 	defer cancel()
 	c, err := Start(ctx, Options{BinDir: bin, Settings: map[string]string{"application_name": "it's pgcluster"}})
 	if err != nil {
@@ -97,7 +97,7 @@ func TestStartFailureQuotesServerLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a hang guard only
 	defer cancel()
 	c, err := Start(ctx, Options{BinDir: bin, Settings: map[string]string{"wal_level": "sideways"}})
 	if err == nil {

@@ -36,9 +36,10 @@ var cluster atomic.Pointer[pgcluster.Cluster]
 // dbSeq makes database names unique within the test binary.
 var dbSeq atomic.Uint64
 
+// Hang guards only: a loaded machine may take far longer than usual.
 const (
-	startTimeout   = 2 * time.Minute
-	cleanupTimeout = 30 * time.Second
+	startTimeout   = 5 * time.Minute
+	cleanupTimeout = 2 * time.Minute
 )
 
 // Main starts one cluster for the test package, runs m, stops the cluster

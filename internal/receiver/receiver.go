@@ -166,22 +166,48 @@ func (r *Receiver) Pings() []Ping {
 	return append([]Ping(nil), r.pings...)
 }
 
-// Wait blocks until cond holds for the receiver's state or timeout passes,
-// and reports whether it held. cond runs without the lock held.
-func (r *Receiver) Wait(timeout time.Duration, cond func(*Receiver) bool) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
+// Wait blocks until cond holds for the receiver's state and reports
+// whether it held. It gives up only when no request (delivery or ping)
+// has reached the receiver for idle: a slow machine makes the wait longer,
+// never failed, while a stalled sender is reported after idle. As a last
+// bound it gives up after maxIdleSpans times idle even while requests keep
+// arriving (a sender retrying a failure forever). cond runs without the
+// lock held.
+func (r *Receiver) Wait(idle time.Duration, cond func(*Receiver) bool) bool {
+	overall := time.NewTimer(maxIdleSpans * idle)
+	defer overall.Stop()
+	quiet := time.NewTimer(idle)
+	defer quiet.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	seen := r.requests()
 	for {
 		if cond(r) {
 			return true
 		}
 		select {
-		case <-deadline.C:
+		case <-overall.C:
 			return cond(r)
+		case <-quiet.C:
+			if r.requests() == seen {
+				return cond(r)
+			}
 		case <-r.notify:
 		case <-tick.C:
 		}
+		if n := r.requests(); n != seen {
+			seen = n
+			quiet.Reset(idle) // timers of Go 1.23+ drop a stale expiry on Reset
+		}
 	}
+}
+
+// maxIdleSpans bounds Wait at this many idle periods in all.
+const maxIdleSpans = 5
+
+// requests returns how many requests the receiver has seen.
+func (r *Receiver) requests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.deliveries) + len(r.pings)
 }
