@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/internal/receiver"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // waitComplete waits until every expected delivery arrived, failing only
@@ -60,10 +61,7 @@ func statuses(t *testing.T, db string) map[int64]string {
 // rows during 10,000 changes gets every other row's events, in order, and
 // no webhook is disabled (the real binary, default failure rules).
 func TestPoisonRowsDoNotBlock(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 500, "")
 	poison := map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true}
 	var rejected atomic.Int64
@@ -75,8 +73,8 @@ func TestPoisonRowsDoNotBlock(t *testing.T) {
 		}
 		return http.StatusOK, nil
 	})
-	p := startProc(t, bin, w.cfgPath, w.logPath)
-	defer p.kill()
+	p := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath)
+	defer p.Kill()
 	w.waitStreaming(t)
 	final := w.load(context.Background(), t, 5000, 0)
 	healthy := map[int]int{}
@@ -103,10 +101,7 @@ func TestPoisonRowsDoNotBlock(t *testing.T) {
 // everything arrives soon after the load ends (the real binary, default
 // probe schedule and failure rules).
 func TestOutageDisablesNothing(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 1000, "")
 	var down atomic.Bool
 	w.recv.Respond(func(*receiver.Delivery) (int, http.Header) {
@@ -115,8 +110,8 @@ func TestOutageDisablesNothing(t *testing.T) {
 		}
 		return http.StatusOK, nil
 	})
-	p := startProc(t, bin, w.cfgPath, w.logPath)
-	defer p.kill()
+	p := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath)
+	defer p.Kill()
 	w.waitStreaming(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -19,6 +19,7 @@ import (
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
 	"github.com/walhook/walhook/internal/shop"
+	"github.com/walhook/walhook/internal/walhooktest"
 	"github.com/walhook/walhook/state"
 )
 
@@ -27,16 +28,13 @@ import (
 // a minute (a blocked read, say).
 func runBinary(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	if ctx.Err() != nil {
 		t.Fatalf("walhook %s did not exit within a minute:\n%s", strings.Join(args, " "), out.String())
 	}
@@ -225,10 +223,7 @@ http: { listen: '0.0.0.0:0', pprof: true }
 // loaded — that one, /dev/zero, a FIFO, a file over 1 MiB — is refused
 // and counted, and walhook keeps delivering with the configuration it had.
 func TestReloadKeepsRunningOnHostileConfig(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	db := pgtest.NewDatabase(t)
 	pgtest.Exec(t, db, shop.Schema)
 	recv := receiver.New(map[int64]string{1: "s1", 2: "s2"})
@@ -241,8 +236,8 @@ func TestReloadKeepsRunningOnHostileConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(t.TempDir(), "walhook.log")
-	p := startProc(t, bin, path, logPath)
-	defer p.kill()
+	p := walhooktest.StartProcess(t, bin, path, logPath)
+	defer p.Kill()
 	waitReadyz(t, "http://"+addr)
 
 	fifo := filepath.Join(t.TempDir(), "fifo")
@@ -262,11 +257,11 @@ func TestReloadKeepsRunningOnHostileConfig(t *testing.T) {
 	}
 	for i, h := range hostile {
 		h.install()
-		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := p.Signal(syscall.SIGHUP); err != nil {
 			t.Fatalf("%s: SIGHUP: %v (walhook gone?)", h.name, err)
 		}
 		want := fmt.Sprintf(`walhook_config_reloads_total{result="failure"} %d`, i+1)
-		if !within(30*time.Second, func() bool {
+		if !walhooktest.Holds(func() bool {
 			_, body := httpGet(t, "http://"+addr+"/metrics")
 			return strings.Contains(body, want)
 		}) {
@@ -274,8 +269,8 @@ func TestReloadKeepsRunningOnHostileConfig(t *testing.T) {
 			t.Fatalf("%s: %s not reached after SIGHUP\n%s", h.name, want, logs)
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("%s: walhook exited after the reload: %v", h.name, p.err)
+		case <-p.Done():
+			t.Fatalf("%s: walhook exited after the reload: %v", h.name, p.Err())
 		default:
 		}
 		// Still running the old configuration: webhook 1 delivers.
@@ -287,10 +282,10 @@ func TestReloadKeepsRunningOnHostileConfig(t *testing.T) {
 
 	// A good file again: the reload succeeds and the new webhook delivers.
 	writeOver(t, path, string(good)+hookLine(2, "product.created", srv.URL+"/two"))
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if !within(30*time.Second, func() bool {
+	if !walhooktest.Holds(func() bool {
 		_, body := httpGet(t, "http://"+addr+"/metrics")
 		return strings.Contains(body, `walhook_config_reloads_total{result="success"} 1`)
 	}) {
@@ -300,7 +295,7 @@ func TestReloadKeepsRunningOnHostileConfig(t *testing.T) {
 	if !recv.Wait(30*time.Second, func(r *receiver.Receiver) bool { return len(accepted(r, 2)) == 1 }) {
 		t.Fatal("the webhook of the good reload got nothing")
 	}
-	if err := p.terminate(t); err != nil {
+	if err := p.Terminate(t); err != nil {
 		t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
 	}
 	logs, err := os.ReadFile(logPath)

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // Test API keys for the reload test.
@@ -37,10 +38,7 @@ const (
 // once log.level is debug, and a log.format change is refused as needing
 // a restart.
 func TestSIGHUPReloadsKeysAndLogLevel(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := walhooktest.Binary(t)
 	db := pgtest.NewDatabase(t)
 	pgtest.Exec(t, db, `CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL)`)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,9 +76,9 @@ log: { level: %s, format: %s }
 	}
 	write(config("info", "json", rw, read))
 	logPath := filepath.Join(dir, "walhook.log")
-	p := startProc(t, bin, cfgPath, logPath)
+	p := walhooktest.StartProcess(t, bin, cfgPath, logPath)
 	t.Cleanup(func() {
-		if err := p.terminate(t); err != nil {
+		if err := p.Terminate(t); err != nil {
 			t.Errorf("walhook exited with %v", err)
 		}
 	})
@@ -90,8 +88,8 @@ log: { level: %s, format: %s }
 		deadline := time.Now().Add(30 * time.Second)
 		for !cond() {
 			select {
-			case <-p.done:
-				t.Fatalf("walhook exited while waiting for %s: %v\n%s", what, p.err, logs())
+			case <-p.Done():
+				t.Fatalf("walhook exited while waiting for %s: %v\n%s", what, p.Err(), logs())
 			default:
 			}
 			if time.Now().After(deadline) {
@@ -131,7 +129,7 @@ log: { level: %s, format: %s }
 	}
 
 	write(config("debug", "json", rw))
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("the reload", func() bool { return reloads() == 1 })
@@ -145,7 +143,7 @@ log: { level: %s, format: %s }
 	waitFor("a debug line at log.level debug", func() bool { return strings.Contains(logs(), `"level":"DEBUG"`) })
 
 	write(config("debug", "text", rw, read))
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("the refused reload", func() bool { return refusals() == 1 })

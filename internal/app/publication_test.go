@@ -82,7 +82,7 @@ func TestDroppedTableIsReadded(t *testing.T) {
 	waitProducts(t, recv, "before the drop", []int{1, 2, 3})
 
 	pgtest.Exec(t, db, recreateProducts)
-	eventually(t, 30*time.Second, "walhook adds products back to its publication", func() bool {
+	eventually(t, "walhook adds products back to its publication", func() bool {
 		return productsPublished(t, db, cfg.Postgres.Publication)
 	})
 	insertProducts(t, db, 10, 14)
@@ -124,7 +124,7 @@ func TestDroppedTableInForeignPublication(t *testing.T) {
 
 	pgtest.Exec(t, db, recreateProducts)
 	var body map[string]string
-	eventually(t, 30*time.Second, "/readyz to fail", func() bool {
+	eventually(t, "/readyz to fail", func() bool {
 		var code int
 		code, body = readyz(t, in.addr)
 		return code == http.StatusServiceUnavailable
@@ -149,7 +149,7 @@ func TestDroppedTableInForeignPublication(t *testing.T) {
 	}
 
 	pgtest.Exec(t, db, fix)
-	eventually(t, 30*time.Second, "/readyz to recover", func() bool { code, _ := readyz(t, in.addr); return code == http.StatusOK })
+	eventually(t, "/readyz to recover", func() bool { code, _ := readyz(t, in.addr); return code == http.StatusOK })
 	if v, _ := series(t, in.reg, "walhook_publication_missing_tables"); v != 0 {
 		t.Errorf("walhook_publication_missing_tables = %v after the fix, want 0", v)
 	}
