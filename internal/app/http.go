@@ -13,7 +13,8 @@ import (
 
 // serve serves /metrics, /healthz, /readyz, the management API under
 // /wp-json/ (and /debug/pprof/ when enabled) on the listener bound by
-// listen. A serving error other than a shutdown is reported on serveErr.
+// listen. The returned channel reports the end of serving: nil after a
+// shutdown, or the error that stopped it.
 func (w *walhook) serve() <-chan error {
 	mux := http.NewServeMux()
 	mux.Handle("/wp-json/", w.management.Handler())
