@@ -1,6 +1,7 @@
 package walhooktest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +14,10 @@ import (
 )
 
 // build builds the walhook binary once per test binary: every test of a
-// package shares it.
+// package shares it. Under `go test -race` the binary is built with -race
+// too: the build then reuses the packages the test build compiled (a
+// plain build would compile every dependency a second time, minutes on a
+// cold cache), and the race detector watches the real binary as well.
 var build = sync.OnceValues(func() (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -24,7 +28,11 @@ var build = sync.OnceValues(func() (string, error) {
 		return "", fmt.Errorf("walhooktest: build walhook: %w", err)
 	}
 	bin := filepath.Join(dir, "walhook")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/walhook/walhook/cmd/walhook")
+	args := []string{"build", "-o", bin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool, append(args, "github.com/walhook/walhook/cmd/walhook")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("walhooktest: go build walhook: %v\n%s", err, out)
 	}
@@ -65,7 +73,7 @@ func StartProcess(t testing.TB, bin, cfgPath, logPath string) *Process {
 	}
 	p := &Process{cmd: cmd, done: make(chan struct{})}
 	go func() {
-		p.err = cmd.Wait()
+		p.err = raceReport(cmd.Wait(), logPath)
 		logf.Close()
 		close(p.done)
 	}()
@@ -125,4 +133,17 @@ func (p *Process) Terminate(t testing.TB) error {
 	t.Helper()
 	_ = p.Signal(syscall.SIGTERM)
 	return p.Exited(t, "SIGTERM")
+}
+
+// raceExitCode is how a binary built with -race exits after reporting a
+// data race.
+const raceExitCode = 66
+
+// raceReport names the race detector in an exit error that comes from it.
+func raceReport(err error, logPath string) error {
+	var ee *exec.ExitError
+	if raceBuild && errors.As(err, &ee) && ee.ExitCode() == raceExitCode {
+		return fmt.Errorf("%w: the race detector found a data race in walhook (WARNING: DATA RACE in %s)", err, logPath)
+	}
+	return err
 }
