@@ -175,6 +175,7 @@ func (w *itemsWorld) check(t *testing.T, final map[int]int) (expected, dups int)
 	}
 	if missing > 0 {
 		t.Errorf("%d of %d expected deliveries missing, e.g. %v", missing, expected, examples)
+		w.logState(t)
 		if logs, err := os.ReadFile(w.logPath); err == nil {
 			lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
 			if len(lines) > 60 {
@@ -184,6 +185,34 @@ func (w *itemsWorld) check(t *testing.T, final map[int]int) (expected, dups int)
 		}
 	}
 	return expected, dups
+}
+
+// logState logs walhook's stored webhooks and parked deliveries, to tell
+// a delivery still parked from one that was skipped.
+func (w *itemsWorld) logState(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, w.db)
+	if err != nil {
+		t.Logf("state: %v", err)
+		return
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`SELECT id, status, failure_count, delivered_through::text FROM walhook.webhooks ORDER BY id`,
+		`SELECT webhook_id, count(*), min(next_attempt_at)::text, max(attempts), max(last_error) FROM walhook.parked GROUP BY webhook_id`,
+		`SELECT webhook_id, row_key, commit_lsn::text, attempts, next_attempt_at::text FROM walhook.parked ORDER BY id LIMIT 10`,
+	} {
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Logf("%s: %v", q, err)
+			continue
+		}
+		for rows.Next() {
+			vals, _ := rows.Values()
+			t.Logf("state: %v", vals)
+		}
+		rows.Close()
+	}
 }
 
 func (w *itemsWorld) complete(final map[int]int) func(*receiver.Receiver) bool {
