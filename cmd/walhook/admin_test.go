@@ -43,7 +43,8 @@ delivery:
   timeout: 2m
   concurrency: 2
   shutdown_grace: 5m
-  retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 100ms, parked_max_backoff: 500ms }
+  retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 100ms, parked_max_backoff: 500ms,
+           probe_interval: 50ms, probe_max_interval: 500ms }
 http:
   listen: %s
 %s

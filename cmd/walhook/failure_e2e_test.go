@@ -86,7 +86,7 @@ func TestPoisonRowsDoNotBlock(t *testing.T) {
 		}
 	}
 	took := waitComplete(t, w, w.complete(healthy))
-	expected, dups := w.check(t, healthy)
+	expected, _, dups := w.check(t, healthy)
 	for id, st := range statuses(t, w.db) {
 		if st != "active" {
 			t.Errorf("webhook %d is %s, want active: bad rows never disable a webhook", id, st)
@@ -99,7 +99,7 @@ func TestPoisonRowsDoNotBlock(t *testing.T) {
 // TestOutageDisablesNothing: a receiver answering 503 for 10 s in the
 // middle of 20,000 changes at about 1,000 a second disables no webhook, and
 // everything arrives soon after the load ends (the real binary, default
-// probe schedule and failure rules).
+// failure rules; the tests' short probe schedule).
 func TestOutageDisablesNothing(t *testing.T) {
 	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 1000, "")
@@ -148,7 +148,7 @@ func TestOutageDisablesNothing(t *testing.T) {
 		w.recv.Wait(100*time.Millisecond, func(*receiver.Receiver) bool { return !down.Load() })
 	}
 	took := waitComplete(t, w, w.complete(final))
-	expected, dups := w.check(t, final)
+	expected, _, dups := w.check(t, final)
 	failed := len(w.recv.Deliveries()) - len(w.recv.Accepted())
 	for id, st := range statuses(t, w.db) {
 		if st != "active" {

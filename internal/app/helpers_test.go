@@ -44,7 +44,8 @@ delivery:
   allow_private_networks: true
   timeout: 30s
   shutdown_grace: 30s
-  retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 100ms, parked_max_backoff: 1s }
+  retry: { attempts: 2, backoff: 10ms, max_backoff: 50ms, parked_backoff: 100ms, parked_max_backoff: 1s,
+           probe_interval: 50ms, probe_max_interval: 500ms }
 http:
   listen: 127.0.0.1:0
 log:
