@@ -1,6 +1,10 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/walhook/walhook/webhook"
+)
 
 // The discovery documents clients probe before calling the API: the REST
 // index (/wp-json/) and the wc/v3 namespace index (/wp-json/wc/v3). Both
@@ -36,7 +40,7 @@ var (
 	contextArg  = argDoc{Type: "string", Default: "view", Enum: []string{contextView, contextEdit}}
 	webhookArgs = map[string]argDoc{
 		"name":         {Type: "string"},
-		"status":       {Type: "string", Enum: webhookStatuses},
+		"status":       {Type: "string", Enum: statusNames(webhook.Statuses)},
 		"topic":        {Type: "string"},
 		"delivery_url": {Type: "string"},
 		"secret":       {Type: "string"},
@@ -59,7 +63,7 @@ func collectionArgs() map[string]argDoc {
 		"offset":          {Type: "integer"},
 		"order":           {Type: "string", Default: "desc", Enum: []string{"asc", "desc"}},
 		"orderby":         {Type: "string", Default: "date", Enum: orderbyValues},
-		"status":          {Type: "string", Default: "all", Enum: []string{"all", "active", "paused", "disabled"}},
+		"status":          {Type: "string", Default: "all", Enum: append([]string{"all"}, statusNames(webhook.Statuses)...)},
 	}
 }
 
@@ -130,4 +134,13 @@ func (a *API) serveIndex(w http.ResponseWriter, r *http.Request) {
 		"routes":         a.routes(r),
 		"_links":         map[string]any{"help": []link{{Href: "https://woocommerce.github.io/woocommerce-rest-api-docs/"}}},
 	})
+}
+
+// statusNames returns the statuses as strings, for the index's enums.
+func statusNames(ss []webhook.Status) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"math"
 	"net/http"
 	"slices"
@@ -43,7 +44,7 @@ func (a *API) readListQuery(params map[string]any) (listQuery, *apiError) {
 		perPage: p.integer("per_page", 10, 1, 100),
 		order:   p.enum("order", "desc", "asc", "desc"),
 		orderby: p.enum("orderby", "date", orderbyValues...),
-		status:  p.enum("status", "all", "all", "active", "paused", "disabled"),
+		status:  p.enum("status", "all", append([]string{"all"}, statusNames(webhook.Statuses)...)...),
 		include: p.intList("include"),
 		exclude: p.intList("exclude"),
 	}
@@ -65,7 +66,7 @@ func (a *API) readListQuery(params map[string]any) (listQuery, *apiError) {
 // match reports whether w passes the filters.
 func (q *listQuery) match(w state.Webhook) bool {
 	switch {
-	case q.status != "all" && w.Status != q.status,
+	case q.status != "all" && string(w.Status) != q.status,
 		len(q.include) > 0 && !slices.Contains(q.include, w.ID),
 		slices.Contains(q.exclude, w.ID),
 		q.search != "" && !strings.Contains(strings.ToLower(w.Name), strings.ToLower(q.search)),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/walhook/walhook/webhook"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -194,7 +195,7 @@ func (e *env) create(name, topic string) hook {
 }
 
 // configWebhook declares a webhook as the configuration file would.
-func (e *env) configWebhook(id int64, name, status string) state.Webhook {
+func (e *env) configWebhook(id int64, name string, status webhook.Status) state.Webhook {
 	e.t.Helper()
 	w, err := e.store.SyncConfigWebhook(context.Background(), state.Webhook{
 		ID: id, Name: name, Topic: "order.updated", DeliveryURL: "https://hooks.example.com/config",

@@ -60,7 +60,7 @@ func (a *API) shape(r *http.Request, w state.Webhook, context string) webhookJSO
 	out := webhookJSON{
 		ID:              w.ID,
 		Name:            w.Name,
-		Status:          w.Status,
+		Status:          string(w.Status),
 		Topic:           w.Topic,
 		Resource:        t.Resource,
 		Event:           t.Event,

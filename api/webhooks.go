@@ -4,20 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
-	"github.com/walhook/walhook/dispatch"
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
 )
 
 // maxBatch is how many objects one batch request may hold in total.
 const maxBatch = 100
-
-var webhookStatuses = []string{state.StatusActive, state.StatusPaused, state.StatusDisabled}
 
 func (a *API) getItem(rq *request, id int64) (int, any, *apiError) {
 	p := newParamReader(rq.params)
@@ -130,8 +128,8 @@ func (a *API) create(ctx context.Context, params map[string]any) (state.Webhook,
 		Topic:       f.topic,
 		DeliveryURL: f.deliveryURL,
 		Secret:      f.secret,
-		Signature:   dispatch.SignatureWooCommerce,
-		Status:      state.StatusActive,
+		Signature:   webhook.SignatureWooCommerce,
+		Status:      webhook.StatusActive,
 	})
 	if err != nil {
 		return wh, a.internal(ctx, "created", err)
@@ -165,8 +163,8 @@ func (a *API) update(ctx context.Context, id int64, params map[string]any) (stat
 			return cur, aerr
 		}
 	}
-	status := strings.ToLower(f.status)
-	if f.status != "" && !oneOf(status, webhookStatuses) {
+	status := webhook.Status(strings.ToLower(f.status))
+	if f.status != "" && !status.Valid() {
 		return cur, newError(http.StatusBadRequest, "woocommerce_rest_shop_webhook_invalid_status", "Webhook status must be valid.")
 	}
 	wh, err := a.store.UpdateWebhook(ctx, id, func(w *state.Webhook) error {

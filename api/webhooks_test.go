@@ -3,12 +3,11 @@ package api
 import (
 	"context"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/walhook/walhook/state"
 )
 
 func TestCreate(t *testing.T) {
@@ -255,7 +254,7 @@ func TestUpdate(t *testing.T) {
 
 func TestConfigWebhooks(t *testing.T) {
 	e := newEnv(t)
-	e.configWebhook(1, "From YAML", state.StatusActive)
+	e.configWebhook(1, "From YAML", webhook.StatusActive)
 	path := "/wp-json/wc/v3/webhooks/1"
 	var listed []hook
 	e.do("GET", "/wp-json/wc/v3/webhooks?context=edit", nil).json(t, &listed)
@@ -295,7 +294,7 @@ func TestConfigWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Status != state.StatusActive || w.Name != "From YAML" || w.DeliveryURL != "https://hooks.example.com/config" {
+	if w.Status != webhook.StatusActive || w.Name != "From YAML" || w.DeliveryURL != "https://hooks.example.com/config" {
 		t.Errorf("stored %+v", w)
 	}
 }
@@ -354,7 +353,7 @@ type batchItem struct {
 
 func TestBatch(t *testing.T) {
 	e := newEnv(t)
-	e.configWebhook(50, "yaml", state.StatusActive)
+	e.configWebhook(50, "yaml", webhook.StatusActive)
 	a, b := e.create("a", "order.created"), e.create("b", "order.updated")
 	applied := e.applied.Load()
 	r := e.do("POST", "/wp-json/wc/v3/webhooks/batch", map[string]any{

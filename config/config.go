@@ -14,6 +14,7 @@
 package config
 
 import (
+	"github.com/walhook/walhook/webhook"
 	"bytes"
 	"errors"
 	"fmt"
@@ -221,7 +222,7 @@ type Webhook struct {
 	// Name is the webhook's name; "" lets the registry name it.
 	Name string
 	// Status is "active" (the default), "paused" or "disabled".
-	Status string
+	Status webhook.Status
 	// Topic is what the webhook receives, valid for Config.Resources.
 	Topic topics.Topic
 	// DeliveryURL is an absolute http or https URL with a host.
@@ -231,24 +232,10 @@ type Webhook struct {
 	Secret Secret
 	// Signature is "woocommerce" (the default), "standard-webhooks" or
 	// "both".
-	Signature string
+	Signature webhook.Signature
 	// Line is the YAML line of the webhook's entry, for messages.
 	Line int
 }
-
-// Webhook statuses.
-const (
-	StatusActive   = "active"
-	StatusPaused   = "paused"
-	StatusDisabled = "disabled"
-)
-
-// Signature schemes.
-const (
-	SignatureWooCommerce      = "woocommerce"
-	SignatureStandardWebhooks = "standard-webhooks"
-	SignatureBoth             = "both"
-)
 
 // Resource returns the resource named name, if configured.
 func (c *Config) Resource(name string) (Resource, bool) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/walhook/walhook/webhook"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -128,11 +129,11 @@ func TestSpecExample(t *testing.T) {
 	want := []Webhook{{
 		ID:          1,
 		Name:        "Order updated",
-		Status:      StatusActive,
+		Status:      webhook.StatusActive,
 		Topic:       topics.Topic{Resource: "order", Event: "updated"},
 		DeliveryURL: "https://hooks.example.com/orders",
 		Secret:      "order-secret",
-		Signature:   SignatureWooCommerce,
+		Signature:   webhook.SignatureWooCommerce,
 		Line:        24,
 	}}
 	if !reflect.DeepEqual(c.Webhooks, want) {
@@ -260,19 +261,19 @@ webhooks:
 		Log: Log{Format: "text", Level: slog.LevelWarn},
 		Webhooks: []Webhook{
 			{
-				ID: 42, Name: "2024", Status: StatusDisabled,
+				ID: 42, Name: "2024", Status: webhook.StatusDisabled,
 				Topic:       topics.Topic{Resource: "line_item", Event: "deleted"},
 				DeliveryURL: "http://127.0.0.1:8080/hook?x=1",
 				Secret:      "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-				Signature:   SignatureStandardWebhooks,
+				Signature:   webhook.SignatureStandardWebhooks,
 				Line:        50,
 			},
 			{
-				ID: 43, Status: StatusPaused,
+				ID: 43, Status: webhook.StatusPaused,
 				Topic:       topics.Topic{Resource: "action", Event: "points_awarded"},
 				DeliveryURL: "https://hooks.example.com/points",
 				Secret:      "fallback",
-				Signature:   SignatureWooCommerce,
+				Signature:   webhook.SignatureWooCommerce,
 				Line:        57,
 			},
 		},
@@ -428,10 +429,10 @@ webhooks:
 		t.Fatalf("webhooks = %+v", c.Webhooks)
 	}
 	a, b := c.Webhooks[0], c.Webhooks[1]
-	if a.ID != 1 || a.Topic.String() != "order.created" || a.Status != StatusPaused || a.Secret.Reveal() != "shared" {
+	if a.ID != 1 || a.Topic.String() != "order.created" || a.Status != webhook.StatusPaused || a.Secret.Reveal() != "shared" {
 		t.Errorf("first = %+v", a)
 	}
-	if b.ID != 2 || b.Topic.String() != "order.deleted" || b.Status != StatusActive || b.DeliveryURL != "https://hooks.example.com/orders" {
+	if b.ID != 2 || b.Topic.String() != "order.deleted" || b.Status != webhook.StatusActive || b.DeliveryURL != "https://hooks.example.com/orders" {
 		t.Errorf("second = %+v", b)
 	}
 }

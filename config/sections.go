@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/walhook/walhook/webhook"
 	"errors"
 	"math"
 	"time"
@@ -222,15 +223,15 @@ func (d *decoder) webhooks(path string, n *yaml.Node) ([]Webhook, []hookKeys) {
 		keys  []hookKeys
 	)
 	d.sequence(path, n, func(p string, item *yaml.Node) {
-		w := Webhook{Status: StatusActive, Signature: SignatureWooCommerce, Line: item.Line}
+		w := Webhook{Status: webhook.StatusActive, Signature: webhook.SignatureWooCommerce, Line: item.Line}
 		got := d.mapping(p, item, []field{
 			{name: "id", required: true, decode: scalarField(d, &w.ID, "an integer", integer[int64](1, MaxWebhookID))},
 			{name: "name", decode: scalarField(d, &w.Name, "a string", webhookName)},
-			{name: "status", decode: scalarField(d, &w.Status, "a string", oneOf(StatusActive, StatusPaused, StatusDisabled))},
+			{name: "status", decode: scalarField(d, &w.Status, "a string", oneOf(webhook.Statuses...))},
 			{name: "topic", required: true, decode: scalarField(d, &w.Topic, "a topic", parseTopic)},
 			{name: "delivery_url", required: true, decode: sensitiveField(d, &w.DeliveryURL, "a URL", deliveryURL, mayHoldSecret)},
 			{name: "secret", decode: scalarField(d, &w.Secret, "a string", secretValue)},
-			{name: "signature", decode: scalarField(d, &w.Signature, "a string", oneOf(SignatureWooCommerce, SignatureStandardWebhooks, SignatureBoth))},
+			{name: "signature", decode: scalarField(d, &w.Signature, "a string", oneOf(webhook.Signatures...))},
 		})
 		hooks = append(hooks, w)
 		keys = append(keys, hookKeys{path: p, got: got})
@@ -275,7 +276,7 @@ func (d *decoder) checkWebhooks(c *Config, hooks []hookKeys, defaultSecret given
 			}
 		}
 		sig := h.got["signature"]
-		if !sig.ok || w.Signature == SignatureWooCommerce || w.Secret == "" || isWhsec(w.Secret.Reveal()) {
+		if !sig.ok || w.Signature == webhook.SignatureWooCommerce || w.Secret == "" || isWhsec(w.Secret.Reveal()) {
 			continue
 		}
 		if hasSecret {

@@ -33,14 +33,18 @@ func nonEmpty(s string) (string, error) {
 }
 
 // oneOf returns a parser accepting exactly one of values.
-func oneOf(values ...string) func(string) (string, error) {
-	return func(s string) (string, error) {
+func oneOf[T ~string](values ...T) func(string) (T, error) {
+	return func(s string) (T, error) {
 		for _, v := range values {
-			if s == v {
-				return s, nil
+			if s == string(v) {
+				return v, nil
 			}
 		}
-		return "", fmt.Errorf("must be %s, not %q", orList(values), s)
+		names := make([]string, len(values))
+		for i, v := range values {
+			names[i] = string(v)
+		}
+		return "", fmt.Errorf("must be %s, not %q", orList(names), s)
 	}
 }
 

@@ -41,7 +41,7 @@ func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg
 	header[headerID] = def.idText
 	header[headerDelivery] = []string{id}
 	header[headerDeliveryWC] = header[headerDelivery]
-	if def.Signature == SignatureStandardWebhooks || def.Signature == SignatureBoth {
+	if def.Signature.StandardWebhooks() {
 		ts := h.d.clock.Now().Unix()
 		header["Webhook-Id"] = []string{id}
 		header["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}

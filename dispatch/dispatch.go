@@ -22,6 +22,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -212,7 +213,7 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 			c.Inc()
 			for _, h := range routes[e.Topic] {
 				if h.status.Load() == statusPaused {
-					h.m.outcome[OutcomeSkipped].Inc()
+					h.m.outcome[webhook.OutcomeSkipped].Inc()
 					continue
 				}
 				if uint64(b.Commit) <= h.delivered.Load() {

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"github.com/walhook/walhook/webhook"
 	"math"
 	"net/http"
 	"sync"
@@ -252,7 +253,7 @@ func (h *hook) retryParked(ctx context.Context, ps []state.Parked, failedRows ma
 			h.d.log.Warn("remove delivered parked deliveries", "webhook_id", h.id, "error", err)
 			return 0, false
 		}
-		h.m.outcome[OutcomeSuccess].Add(float64(len(ok)))
+		h.m.outcome[webhook.OutcomeSuccess].Add(float64(len(ok)))
 		h.failures.Store(0)
 		h.m.failures.Set(0)
 		h.lastAt.Store(now.UnixNano())
@@ -270,7 +271,7 @@ func (h *hook) retryParked(ctx context.Context, ps []state.Parked, failedRows ma
 			continue // interrupted by shutdown: tried again after the restart
 		}
 		p := ps[i]
-		h.m.outcome[OutcomeFailed].Inc()
+		h.m.outcome[webhook.OutcomeFailed].Inc()
 		wait := jitter(exponential(retry.ParkedBackoff, retry.ParkedMaxBackoff, p.Attempts+1))
 		f, err := store.RescheduleParked(ctx, p, state.DeliveryResult{At: now, Code: r.code, Error: r.describe()},
 			now.Add(wait), h.rule(), r.code == http.StatusGone)

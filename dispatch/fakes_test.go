@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"github.com/walhook/walhook/webhook"
 	"slices"
 	"sort"
 	"sync"
@@ -61,19 +62,19 @@ func (s *fakeStore) DeleteConfigWebhooksExcept(context.Context, []int64) ([]int6
 	return nil, nil
 }
 
-func (s *fakeStore) status(id int64) (string, int) {
+func (s *fakeStore) status(id int64) (webhook.Status, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.webhooks[id]
 	return w.Status, w.FailureCount
 }
 
-func (s *fakeStore) setStatus(id int64, status string) {
+func (s *fakeStore) setStatus(id int64, status webhook.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.webhooks[id]
 	w.Status = status
-	if status == state.StatusActive {
+	if status == webhook.StatusActive {
 		w.FailureCount = 0
 		delete(s.since, id)
 	}
@@ -101,9 +102,9 @@ func (s *fakeStore) recordFailureLocked(id int64, failures int, r state.Delivery
 	}
 	w.FailureCount += failures
 	f := state.Failure{FailureCount: w.FailureCount, FailingSince: s.since[id]}
-	f.Disabled = w.Status == state.StatusActive && (disable || rule != nil && rule(f.FailureCount, f.FailingSince))
+	f.Disabled = w.Status == webhook.StatusActive && (disable || rule != nil && rule(f.FailureCount, f.FailingSince))
 	if f.Disabled {
-		w.Status = state.StatusDisabled
+		w.Status = webhook.StatusDisabled
 		w.Revision++
 	}
 	return f, nil

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"github.com/walhook/walhook/webhook"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,7 +18,7 @@ type Definition struct {
 	Topic       topics.Topic
 	DeliveryURL string
 	Secret      string
-	Signature   string // SignatureWooCommerce (default), SignatureStandardWebhooks or SignatureBoth
+	Signature   webhook.Signature // webhook.SignatureWooCommerce when empty
 }
 
 // hookDef is a definition with its header values computed once.
@@ -49,26 +50,26 @@ const (
 	statusRemoved
 )
 
-func parseStatus(s string) int32 {
+func parseStatus(s webhook.Status) int32 {
 	switch s {
-	case state.StatusPaused:
+	case webhook.StatusPaused:
 		return statusPaused
-	case state.StatusDisabled:
+	case webhook.StatusDisabled:
 		return statusDisabled
 	}
 	return statusActive
 }
 
-func statusName(s int32) string {
+func statusName(s int32) webhook.Status {
 	switch s {
 	case statusPaused:
-		return state.StatusPaused
+		return webhook.StatusPaused
 	case statusDisabled:
-		return state.StatusDisabled
+		return webhook.StatusDisabled
 	case statusRemoved:
 		return "removed"
 	}
-	return state.StatusActive
+	return webhook.StatusActive
 }
 
 // task is one event to deliver to one webhook.
@@ -212,7 +213,7 @@ func (h *hook) poke() {
 }
 
 // settle marks t as settled for the slot and the webhook's position.
-func (h *hook) settle(t *task, outcome string) {
+func (h *hook) settle(t *task, outcome webhook.Outcome) {
 	h.m.outcome[outcome].Inc()
 	h.tracker.done(t.htx)
 	h.d.tracker.done(t.gtx)
@@ -223,7 +224,7 @@ func (h *hook) settle(t *task, outcome string) {
 // removed, so the slot is not held back by a webhook that is gone.
 func (h *hook) abandon(t *task) {
 	if h.status.Load() == statusRemoved {
-		h.settle(t, OutcomeSkipped)
+		h.settle(t, webhook.OutcomeSkipped)
 	}
 }
 
@@ -272,7 +273,7 @@ func (h *hook) recorded(f state.Failure, last result) {
 		return
 	}
 	h.status.Store(statusDisabled)
-	h.d.opts.Metrics.setStatus(h.idLabel, state.StatusDisabled)
+	h.d.opts.Metrics.setStatus(h.idLabel, webhook.StatusDisabled)
 	h.m.disables.Inc()
 	h.d.log.Warn("webhook disabled after failed deliveries",
 		"webhook_id", h.id, "failures", f.FailureCount, "max_failures", h.d.opts.Delivery.MaxFailures,

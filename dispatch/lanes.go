@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"github.com/walhook/walhook/webhook"
 	"hash/maphash"
 	"net/http"
 )
@@ -77,7 +78,7 @@ func (h *hook) closeLanes() {
 	for _, l := range lanes {
 		for t := range l.ch {
 			h.m.queue.Dec()
-			h.settle(t, OutcomeSkipped)
+			h.settle(t, webhook.OutcomeSkipped)
 		}
 	}
 }
@@ -111,7 +112,7 @@ func (h *hook) runLane(ctx context.Context, l *lane) {
 func (h *hook) deliverLive(ctx context.Context, header http.Header, t *task, def *hookDef, sg *signer) {
 	switch h.status.Load() {
 	case statusPaused, statusRemoved:
-		h.settle(t, OutcomeSkipped)
+		h.settle(t, webhook.OutcomeSkipped)
 		return
 	case statusDisabled:
 		h.park(ctx, parkReq{t: t})
@@ -131,7 +132,7 @@ func (h *hook) deliverLive(ctx context.Context, header http.Header, t *task, def
 		r = h.attempt(ctx, header, def, sg, t.ev, id, attempt)
 		if r.ok() {
 			h.succeeded(ctx, r)
-			h.settle(t, OutcomeSuccess)
+			h.settle(t, webhook.OutcomeSuccess)
 			return
 		}
 		if ctx.Err() != nil || h.stopping() {
@@ -141,7 +142,7 @@ func (h *hook) deliverLive(ctx context.Context, header http.Header, t *task, def
 		if r.code == http.StatusGone || r.permanent() || attempt >= retry.Attempts {
 			break
 		}
-		h.m.outcome[OutcomeRetried].Inc()
+		h.m.outcome[webhook.OutcomeRetried].Inc()
 		wait := r.retryAfter
 		if wait == 0 {
 			wait = backoff(retry.Backoff, retry.MaxBackoff, attempt)
@@ -151,7 +152,7 @@ func (h *hook) deliverLive(ctx context.Context, header http.Header, t *task, def
 			return
 		}
 	}
-	h.m.outcome[OutcomeFailed].Inc()
+	h.m.outcome[webhook.OutcomeFailed].Inc()
 	h.failed(t.ev.RowKey)
 	h.park(ctx, parkReq{t: t, failure: &r, disable: r.code == http.StatusGone})
 }

@@ -2,22 +2,8 @@ package dispatch
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/walhook/walhook/webhook"
 )
-
-// Delivery outcomes, the values of the outcome label.
-const (
-	OutcomeSuccess = "success" // delivered (2xx, 301, 302)
-	OutcomeFailed  = "failed"  // a delivery whose quick attempts were spent, or a failed retry of a parked one
-	OutcomeRetried = "retried" // an attempt that failed and was tried again
-	OutcomeParked  = "parked"  // written to the state schema for a later retry
-	OutcomeDropped = "dropped" // a parked delivery removed by the park limit
-	OutcomeSkipped = "skipped" // settled without sending: the webhook is paused or was removed
-)
-
-var outcomes = []string{OutcomeSuccess, OutcomeFailed, OutcomeRetried, OutcomeParked, OutcomeDropped, OutcomeSkipped}
-
-// Statuses a webhook can be in, for the status gauge.
-var statuses = []string{"active", "paused", "disabled"}
 
 // Metrics are the dispatcher's collectors.
 type Metrics struct {
@@ -105,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // hookMetrics are one webhook's series, resolved once.
 type hookMetrics struct {
-	outcome  map[string]prometheus.Counter
+	outcome  map[webhook.Outcome]prometheus.Counter
 	duration prometheus.Observer
 	attempts map[string]prometheus.Counter
 	failures prometheus.Gauge
@@ -116,7 +102,7 @@ type hookMetrics struct {
 
 func (m *Metrics) forHook(id, topic string) *hookMetrics {
 	h := &hookMetrics{
-		outcome:  make(map[string]prometheus.Counter, len(outcomes)),
+		outcome:  make(map[webhook.Outcome]prometheus.Counter, len(webhook.Outcomes)),
 		attempts: make(map[string]prometheus.Counter, 5),
 		duration: m.AttemptDuration.WithLabelValues(id),
 		failures: m.ConsecutiveFailures.WithLabelValues(id),
@@ -124,8 +110,8 @@ func (m *Metrics) forHook(id, topic string) *hookMetrics {
 		queue:    m.QueueDepth.WithLabelValues(id),
 		parked:   m.Parked.WithLabelValues(id),
 	}
-	for _, o := range outcomes {
-		h.outcome[o] = m.Deliveries.WithLabelValues(id, topic, o)
+	for _, o := range webhook.Outcomes {
+		h.outcome[o] = m.Deliveries.WithLabelValues(id, topic, string(o))
 	}
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		h.attempts[c] = m.Attempts.WithLabelValues(id, c)
@@ -135,26 +121,26 @@ func (m *Metrics) forHook(id, topic string) *hookMetrics {
 	return h
 }
 
-func (m *Metrics) setStatus(id, status string) {
-	for _, s := range statuses {
+func (m *Metrics) setStatus(id string, status webhook.Status) {
+	for _, s := range webhook.Statuses {
 		v := 0.0
 		if s == status {
 			v = 1
 		}
-		m.Status.WithLabelValues(id, s).Set(v)
+		m.Status.WithLabelValues(id, string(s)).Set(v)
 	}
 }
 
 // forget removes a deleted webhook's series.
 func (m *Metrics) forget(id, topic string) {
-	for _, o := range outcomes {
-		m.Deliveries.DeleteLabelValues(id, topic, o)
+	for _, o := range webhook.Outcomes {
+		m.Deliveries.DeleteLabelValues(id, topic, string(o))
 	}
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.Attempts.DeleteLabelValues(id, c)
 	}
-	for _, s := range statuses {
-		m.Status.DeleteLabelValues(id, s)
+	for _, s := range webhook.Statuses {
+		m.Status.DeleteLabelValues(id, string(s))
 	}
 	m.AttemptDuration.DeleteLabelValues(id)
 	m.ConsecutiveFailures.DeleteLabelValues(id)

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"github.com/walhook/walhook/webhook"
 	"time"
 
 	"github.com/walhook/walhook/state"
@@ -118,7 +119,7 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 			}
 			h.mu.Unlock()
 			for _, req := range batch {
-				h.settle(req.t, OutcomeSkipped)
+				h.settle(req.t, webhook.OutcomeSkipped)
 			}
 			return true
 		}
@@ -148,13 +149,13 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 		}
 		h.forgetParked(dropped, droppedSize)
 		if len(dropped) > 0 {
-			h.m.outcome[OutcomeDropped].Add(float64(len(dropped)))
+			h.m.outcome[webhook.OutcomeDropped].Add(float64(len(dropped)))
 			h.d.log.Warn("park limit reached: oldest parked deliveries dropped",
 				"webhook_id", h.id, "dropped", len(dropped), "max_rows", limit.Rows, "max_bytes", limit.Bytes)
 		}
 	}
 	for _, req := range batch {
-		h.settle(req.t, OutcomeParked)
+		h.settle(req.t, webhook.OutcomeParked)
 	}
 	h.poke()
 	return true

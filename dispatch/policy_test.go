@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"io"
 	"log/slog"
 	"net/http"
@@ -194,7 +195,7 @@ func TestPoisonRowWaitsAlone(t *testing.T) {
 	if h.breakerOpen() {
 		t.Error("the breaker opened for one bad row")
 	}
-	if st, _ := h.store.status(1); st != state.StatusActive {
+	if st, _ := h.store.status(1); st != webhook.StatusActive {
 		t.Errorf("status %s, want active", st)
 	}
 	if n := h.store.parkedRows(1); n != 2 {
@@ -259,7 +260,7 @@ func TestBreakerOpensAcrossRowsAndProbes(t *testing.T) {
 	if h.breakerOpen() {
 		t.Error("the breaker is still open after a success")
 	}
-	if st, _ := h.store.status(1); st != state.StatusActive {
+	if st, _ := h.store.status(1); st != webhook.StatusActive {
 		t.Errorf("status %s, want active: an outage of seconds never disables", st)
 	}
 	h.send(3, 1)
@@ -287,24 +288,24 @@ func TestDisableRule(t *testing.T) {
 				t.Fatalf("failure count %d, want 3", n)
 			}
 			if tc.after == 0 {
-				if st != state.StatusDisabled {
+				if st != webhook.StatusDisabled {
 					t.Fatalf("status %s after 3 failures with max_failures 2, want disabled", st)
 				}
 				return
 			}
-			if st != state.StatusActive {
+			if st != webhook.StatusActive {
 				t.Fatalf("status %s after 3 quick failures, want active until an hour without success", st)
 			}
 			// Probes fail for an hour: then the webhook is disabled.
 			for h.clock.Now().Sub(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) < time.Hour {
-				if st, _ := h.store.status(1); st != state.StatusActive {
+				if st, _ := h.store.status(1); st != webhook.StatusActive {
 					t.Fatalf("disabled after %v, before disable_after", h.clock.Now().Sub(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))
 				}
 				before, _ := h.recv.counts()
 				h.fire()
 				h.waitFor("a probe", func() bool { n, _ := h.recv.counts(); return n > before })
 			}
-			h.waitFor("the webhook to be disabled", func() bool { st, _ := h.store.status(1); return st == state.StatusDisabled })
+			h.waitFor("the webhook to be disabled", func() bool { st, _ := h.store.status(1); return st == webhook.StatusDisabled })
 		})
 	}
 }

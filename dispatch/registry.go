@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/walhook/walhook/webhook"
 	"strconv"
 	"sync/atomic"
 
@@ -16,12 +17,12 @@ import (
 // the state schema (see state.Store.SyncConfigWebhook for which status
 // wins), removes the ones no longer declared, and applies the result to the
 // running pipeline. It is how a reload takes effect.
-func (d *Dispatcher) SetConfigWebhooks(ctx context.Context, defs []Definition, statuses map[int64]string) error {
+func (d *Dispatcher) SetConfigWebhooks(ctx context.Context, defs []Definition, statuses map[int64]webhook.Status) error {
 	keep := make([]int64, 0, len(defs))
 	for _, def := range defs {
 		st := statuses[def.ID]
 		if st == "" {
-			st = state.StatusActive
+			st = webhook.StatusActive
 		}
 		_, err := d.opts.Store.SyncConfigWebhook(ctx, state.Webhook{
 			ID: def.ID, Name: def.Name, Topic: def.Topic.String(), DeliveryURL: def.DeliveryURL,
@@ -92,7 +93,7 @@ func (d *Dispatcher) Refresh(ctx context.Context) error {
 		}
 		// A pending ping goes out once per start and per change of the
 		// webhook, not on every refresh.
-		if w.PendingPing && w.Status == state.StatusActive && d.work != nil && h.pingedRevision != w.Revision {
+		if w.PendingPing && w.Status == webhook.StatusActive && d.work != nil && h.pingedRevision != w.Revision {
 			h.pingedRevision = w.Revision
 			h.ping(d.work)
 		}
@@ -121,7 +122,7 @@ func (d *Dispatcher) definitionLocked(w state.Webhook) (Definition, error) {
 		def.Secret = c.Secret
 	}
 	if def.Signature == "" {
-		def.Signature = SignatureWooCommerce
+		def.Signature = webhook.SignatureWooCommerce
 	}
 	return def, nil
 }
@@ -175,9 +176,9 @@ func (d *Dispatcher) rebuildRoutesLocked() {
 
 // definitionHash identifies a configured definition, so the stored runtime
 // status is kept while the definition is unchanged.
-func definitionHash(def Definition, status string) string {
+func definitionHash(def Definition, status webhook.Status) string {
 	h := sha256.New()
-	for _, s := range []string{def.Name, def.Topic.String(), def.DeliveryURL, def.Secret, def.Signature, status} {
+	for _, s := range []string{def.Name, def.Topic.String(), def.DeliveryURL, def.Secret, string(def.Signature), string(status)} {
 		h.Write([]byte(strconv.Itoa(len(s))))
 		h.Write([]byte{':'})
 		h.Write([]byte(s))

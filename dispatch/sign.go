@@ -14,13 +14,6 @@ import (
 	"github.com/walhook/walhook/state"
 )
 
-// Signature schemes a webhook can use.
-const (
-	SignatureWooCommerce      = "woocommerce"
-	SignatureStandardWebhooks = "standard-webhooks"
-	SignatureBoth             = "both"
-)
-
 // DeliveryID returns the delivery id of the event at index in the
 // transaction committed at commit, for webhook id: 32 hex characters, as
 // WooCommerce's are, and the same on every attempt and every redelivery

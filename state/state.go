@@ -8,6 +8,7 @@
 package state
 
 import (
+	"github.com/walhook/walhook/webhook"
 	"context"
 	"errors"
 	"fmt"
@@ -16,13 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-)
-
-// Webhook statuses, as WooCommerce names them.
-const (
-	StatusActive   = "active"
-	StatusPaused   = "paused"
-	StatusDisabled = "disabled"
 )
 
 // Origins of a webhook definition.
@@ -201,9 +195,9 @@ type Webhook struct {
 	Topic            string
 	DeliveryURL      string
 	Secret           string // stored for API-created webhooks only
-	Signature        string
+	Signature        webhook.Signature
 	DefinitionHash   string
-	Status           string
+	Status           webhook.Status
 	FailureCount     int
 	PendingPing      bool
 	LastPingAt       time.Time
@@ -371,12 +365,12 @@ func (s *Store) UpdateWebhook(ctx context.Context, id int64, change func(*Webhoo
 	if err := change(&w); err != nil {
 		return old, err
 	}
-	if w.Status == StatusActive && old.Status != StatusActive {
+	if w.Status == webhook.StatusActive && old.Status != webhook.StatusActive {
 		w.FailureCount = 0
 	}
 	// Ping when an active webhook's URL changes, and when a webhook
 	// becomes active for the first time (it was never pinged).
-	if w.Status == StatusActive && (w.DeliveryURL != old.DeliveryURL || old.Status != StatusActive && old.LastPingAt.IsZero()) {
+	if w.Status == webhook.StatusActive && (w.DeliveryURL != old.DeliveryURL || old.Status != webhook.StatusActive && old.LastPingAt.IsZero()) {
 		w.PendingPing = true
 	}
 	got, err := scanWebhook(tx.QueryRow(ctx, `
@@ -480,7 +474,7 @@ func (s *Store) RecordFailure(ctx context.Context, id int64, failures int, r Del
 // recordFailure counts failures inside tx; see RecordFailure.
 func (s *Store) recordFailure(ctx context.Context, tx pgx.Tx, id int64, failures int, r DeliveryResult, rule DisableRule, disable bool) (Failure, error) {
 	var f Failure
-	var status string
+	var status webhook.Status
 	var since *time.Time
 	err := tx.QueryRow(ctx, `SELECT status, failure_count, failing_since FROM `+s.schema+`.webhooks WHERE id = $1 FOR UPDATE`, id).Scan(&status, &f.FailureCount, &since)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -497,9 +491,9 @@ func (s *Store) recordFailure(ctx context.Context, tx pgx.Tx, id int64, failures
 	if since != nil && f.FailureCount > failures {
 		f.FailingSince = *since
 	}
-	f.Disabled = status == StatusActive && (disable || rule != nil && rule(f.FailureCount, f.FailingSince))
+	f.Disabled = status == webhook.StatusActive && (disable || rule != nil && rule(f.FailureCount, f.FailingSince))
 	if f.Disabled {
-		status = StatusDisabled
+		status = webhook.StatusDisabled
 	}
 	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = $2, status = $3, failing_since = $8,
 			revision = revision + CASE WHEN $4 THEN 1 ELSE 0 END,

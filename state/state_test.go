@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"github.com/walhook/walhook/webhook"
 	"context"
 	"net/url"
 	"slices"
@@ -54,7 +55,7 @@ func TestFailuresDisableAndParkTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.SyncConfigWebhook(ctx, state.Webhook{ID: 3, Name: "n", Topic: "order.created", DeliveryURL: "https://x.example/", Status: state.StatusActive, DefinitionHash: "h"}); err != nil {
+	if _, err := s.SyncConfigWebhook(ctx, state.Webhook{ID: 3, Name: "n", Topic: "order.created", DeliveryURL: "https://x.example/", Status: webhook.StatusActive, DefinitionHash: "h"}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -78,15 +79,15 @@ func TestFailuresDisableAndParkTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Status != state.StatusDisabled || rows != 3 {
+	if w.Status != webhook.StatusDisabled || rows != 3 {
 		t.Fatalf("status %s, %d parked; want disabled and 3", w.Status, rows)
 	}
 	// A known definition keeps the stored runtime status…
-	if w, _ = s.SyncConfigWebhook(ctx, state.Webhook{ID: 3, Name: "n", Topic: "order.created", DeliveryURL: "https://x.example/", Status: state.StatusActive, DefinitionHash: "h"}); w.Status != state.StatusDisabled {
+	if w, _ = s.SyncConfigWebhook(ctx, state.Webhook{ID: 3, Name: "n", Topic: "order.created", DeliveryURL: "https://x.example/", Status: webhook.StatusActive, DefinitionHash: "h"}); w.Status != webhook.StatusDisabled {
 		t.Fatalf("unchanged definition: status %s, want the stored disabled", w.Status)
 	}
 	// …and a changed one applies the configured status again.
-	if w, _ = s.SyncConfigWebhook(ctx, state.Webhook{ID: 3, Name: "n2", Topic: "order.created", DeliveryURL: "https://x.example/", Status: state.StatusActive, DefinitionHash: "h2"}); w.Status != state.StatusActive || w.FailureCount != 0 {
+	if w, _ = s.SyncConfigWebhook(ctx, state.Webhook{ID: 3, Name: "n2", Topic: "order.created", DeliveryURL: "https://x.example/", Status: webhook.StatusActive, DefinitionHash: "h2"}); w.Status != webhook.StatusActive || w.FailureCount != 0 {
 		t.Fatalf("changed definition: status %s failures %d, want active and 0", w.Status, w.FailureCount)
 	}
 }
@@ -101,7 +102,7 @@ func TestParkedHeads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.SyncConfigWebhook(ctx, state.Webhook{ID: 1, Name: "n", Topic: "order.created", DeliveryURL: "https://x.example/", Status: state.StatusActive, DefinitionHash: "h"}); err != nil {
+	if _, err := s.SyncConfigWebhook(ctx, state.Webhook{ID: 1, Name: "n", Topic: "order.created", DeliveryURL: "https://x.example/", Status: webhook.StatusActive, DefinitionHash: "h"}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/walhook/walhook/webhook"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ func cmdWebhooks(ctx context.Context, args []string, stdout io.Writer) error {
 				}
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", w.ID, cell(w.Name, nameWidth), cell(w.Topic, topicWidth),
-				cell(w.Status, statusWidth), w.FailureCount, parked, cell(last, lastWidth), cell(w.Origin, statusWidth))
+				cell(string(w.Status), statusWidth), w.FailureCount, parked, cell(last, lastWidth), cell(w.Origin, statusWidth))
 		}
 		return tw.Flush()
 	}
@@ -76,14 +77,14 @@ func cmdWebhooks(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("webhooks %s: %q is not a webhook ID", action, positional[0])
 	}
-	var status string
+	var status webhook.Status
 	switch action {
 	case "enable":
-		status = state.StatusActive
+		status = webhook.StatusActive
 	case "pause":
-		status = state.StatusPaused
+		status = webhook.StatusPaused
 	case "disable":
-		status = state.StatusDisabled
+		status = webhook.StatusDisabled
 	case "discard":
 		n, err := store.DiscardParked(ctx, id)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +19,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/walhook/walhook/dispatch"
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/receiver"
 	"github.com/walhook/walhook/internal/shop"
@@ -67,7 +67,7 @@ func parkedRows(t testing.TB, st *state.Store, id int64) int64 {
 	return n
 }
 
-func setStatus(t testing.TB, st *state.Store, id int64, status string) {
+func setStatus(t testing.TB, st *state.Store, id int64, status webhook.Status) {
 	t.Helper()
 	_, err := st.UpdateWebhook(context.Background(), id, func(w *state.Webhook) error {
 		w.Status = status
@@ -89,9 +89,9 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map
 	return walhooktest.Metric(t, reg, name, pairs...)
 }
 
-func deliveries(t testing.TB, in *instance, id int64, outcome string) float64 {
+func deliveries(t testing.TB, in *instance, id int64, outcome webhook.Outcome) float64 {
 	t.Helper()
-	return metricValue(t, in.reg, "walhook_deliveries_total", map[string]string{"webhook": strconv.FormatInt(id, 10), "outcome": outcome})
+	return metricValue(t, in.reg, "walhook_deliveries_total", map[string]string{"webhook": strconv.FormatInt(id, 10), "outcome": string(outcome)})
 }
 
 func statusGauge(t testing.TB, in *instance, id int64, status string) float64 {
@@ -239,7 +239,7 @@ func TestAutoDisable(t *testing.T) {
 	// change waits behind its first, untried.
 	pgtest.Exec(t, db, updates([2]int{1, 1}, [2]int{2, 1}, [2]int{1, 2})...)
 	eventually(t, "webhook 1 to be disabled", func() bool {
-		return storedWebhook(t, st, 1).Status == state.StatusDisabled
+		return storedWebhook(t, st, 1).Status == webhook.StatusDisabled
 	})
 	walhooktest.Quiet(1500 * time.Millisecond) // longer than parked_max_backoff: a retry after the disable would show
 	got := recv.Deliveries()
@@ -260,7 +260,7 @@ func TestAutoDisable(t *testing.T) {
 	if w.FailureCount <= cfg.Delivery.MaxFailures {
 		t.Errorf("failure_count = %d, want more than %d", w.FailureCount, cfg.Delivery.MaxFailures)
 	}
-	if n := deliveries(t, in, 1, dispatch.OutcomeFailed); n != float64(w.FailureCount) {
+	if n := deliveries(t, in, 1, webhook.OutcomeFailed); n != float64(w.FailureCount) {
 		t.Errorf(`walhook_deliveries_total{outcome="failed"} = %v, want the failure count %d`, n, w.FailureCount)
 	}
 	if statusGauge(t, in, 1, "disabled") != 1 || statusGauge(t, in, 1, "active") != 0 {
@@ -292,13 +292,13 @@ func TestAutoDisable(t *testing.T) {
 	if n := len(recv.Pings()); n != 1 {
 		t.Errorf("%d pings, want the first activation's only", n)
 	}
-	if w := storedWebhook(t, st, 1); w.Status != state.StatusDisabled {
+	if w := storedWebhook(t, st, 1); w.Status != webhook.StatusDisabled {
 		t.Fatalf("status %q after a restart, want disabled", w.Status)
 	}
 
 	// Re-enabled through the store: everything parked arrives in per-row order.
 	recv.Respond(nil)
-	setStatus(t, st, 1, state.StatusActive)
+	setStatus(t, st, 1, webhook.StatusActive)
 	ok := recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 7 })
 	if !ok {
 		t.Fatalf("after re-enabling %d of 7 parked deliveries arrived", len(recv.Accepted()))
@@ -315,7 +315,7 @@ func TestAutoDisable(t *testing.T) {
 		t.Errorf("the first redelivery has id %s, want the failed delivery's %s", accepted[0].DeliveryID, failedID)
 	}
 	w = storedWebhook(t, st, 1)
-	if w.Status != state.StatusActive || w.FailureCount != 0 || parkedRows(t, st, 1) != 0 {
+	if w.Status != webhook.StatusActive || w.FailureCount != 0 || parkedRows(t, st, 1) != 0 {
 		t.Errorf("after re-enabling: status %q, failure_count %d, %d parked", w.Status, w.FailureCount, parkedRows(t, st, 1))
 	}
 	if statusGauge(t, in, 1, "active") != 1 {
@@ -335,7 +335,7 @@ func TestGoneDisablesAtOnce(t *testing.T) {
 	in := start(t, cfg)
 	pgtest.Exec(t, db, updates([2]int{1, 1}, [2]int{1, 2})...)
 	eventually(t, "webhook 1 to be disabled", func() bool {
-		return storedWebhook(t, st, 1).Status == state.StatusDisabled
+		return storedWebhook(t, st, 1).Status == webhook.StatusDisabled
 	})
 	walhooktest.Quiet(1500 * time.Millisecond) // a retry after 410 would show
 	if n := len(recv.Deliveries()); n != 1 {
@@ -344,7 +344,7 @@ func TestGoneDisablesAtOnce(t *testing.T) {
 	if w := storedWebhook(t, st, 1); w.FailureCount != 1 {
 		t.Errorf("failure_count = %d, want 1", w.FailureCount)
 	}
-	if n := deliveries(t, in, 1, dispatch.OutcomeRetried); n != 0 {
+	if n := deliveries(t, in, 1, webhook.OutcomeRetried); n != 0 {
 		t.Errorf("%v quick retries after 410", n)
 	}
 	if n := metricValue(t, in.reg, "walhook_webhook_disables_total", map[string]string{"webhook": "1"}); n != 1 {
@@ -395,7 +395,7 @@ func TestPausedWebhook(t *testing.T) {
 		t.Errorf("the active webhook got %d requests, want 10", n)
 	}
 	for id, want := range map[int64]float64{1: 10, 3: 5} {
-		if n := deliveries(t, in, id, dispatch.OutcomeSkipped); n != want {
+		if n := deliveries(t, in, id, webhook.OutcomeSkipped); n != want {
 			t.Errorf(`webhook %d: walhook_deliveries_total{outcome="skipped"} = %v, want %v`, id, n, want)
 		}
 	}
@@ -472,7 +472,7 @@ func TestReceiverDown(t *testing.T) {
 	if n := parkedRows(t, st, 1); n != int64(len(pairs)) {
 		t.Fatalf("the slot passed the changes with %d of %d deliveries parked", n, len(pairs))
 	}
-	if w := storedWebhook(t, st, 1); w.Status != state.StatusActive || w.FailureCount == 0 {
+	if w := storedWebhook(t, st, 1); w.Status != webhook.StatusActive || w.FailureCount == 0 {
 		t.Errorf("during the outage: status %q, failure_count %d", w.Status, w.FailureCount)
 	}
 
@@ -562,10 +562,10 @@ func TestRetryAfter(t *testing.T) {
 			}
 		})
 	}
-	if n := deliveries(t, in, 1, dispatch.OutcomeParked) + deliveries(t, in, 1, dispatch.OutcomeFailed); n != 0 {
+	if n := deliveries(t, in, 1, webhook.OutcomeParked) + deliveries(t, in, 1, webhook.OutcomeFailed); n != 0 {
 		t.Errorf("%v deliveries failed or were parked", n)
 	}
-	if n := deliveries(t, in, 1, dispatch.OutcomeRetried); n != float64(len(cases)) {
+	if n := deliveries(t, in, 1, webhook.OutcomeRetried); n != float64(len(cases)) {
 		t.Errorf(`walhook_deliveries_total{outcome="retried"} = %v, want %d`, n, len(cases))
 	}
 	if w := storedWebhook(t, st, 1); w.FailureCount != 0 || parkedRows(t, st, 1) != 0 {
@@ -648,7 +648,7 @@ func TestPing(t *testing.T) {
 		}
 	}
 	w := storedWebhook(t, st, 1)
-	if !w.PendingPing || w.Status != state.StatusActive || w.FailureCount != 0 {
+	if !w.PendingPing || w.Status != webhook.StatusActive || w.FailureCount != 0 {
 		t.Errorf("after a ping answered 500: pending_ping %v, status %q, failure_count %d; want true, active, 0", w.PendingPing, w.Status, w.FailureCount)
 	}
 	if n := metricValue(t, in.reg, "walhook_pings_total", map[string]string{"webhook": "1", "result": "failed"}); n != 1 {
@@ -817,7 +817,7 @@ func TestReceiverFaults(t *testing.T) {
 	}
 	eventually(t, "every fault to be settled", func() bool {
 		for _, f := range faults {
-			done := deliveries(t, in, f.id, dispatch.OutcomeSuccess) == 1
+			done := deliveries(t, in, f.id, webhook.OutcomeSuccess) == 1
 			if !f.ok {
 				done = parkedRows(t, st, f.id) == 1
 			}
@@ -849,7 +849,7 @@ func TestReceiverFaults(t *testing.T) {
 			if !f.ok {
 				wantFailures, wantParked = 1, 1
 			}
-			if w.FailureCount != wantFailures || parkedRows(t, st, f.id) != wantParked || w.Status != state.StatusActive {
+			if w.FailureCount != wantFailures || parkedRows(t, st, f.id) != wantParked || w.Status != webhook.StatusActive {
 				t.Errorf("failure_count %d, %d parked, status %q; want %d, %d, active; attempts logged: %v",
 					w.FailureCount, parkedRows(t, st, f.id), w.Status, wantFailures, wantParked, logs)
 			}
@@ -877,12 +877,12 @@ func TestParkLimit(t *testing.T) {
 	}
 	pgtest.Exec(t, db, sqls...)
 	end := walLSN(t, db)
-	eventually(t, "5 deliveries dropped", func() bool { return deliveries(t, in, 1, dispatch.OutcomeDropped) == 5 })
+	eventually(t, "5 deliveries dropped", func() bool { return deliveries(t, in, 1, webhook.OutcomeDropped) == 5 })
 	waitSlotPasses(t, db, cfg.Postgres.Slot, end)
 	if n := parkedRows(t, st, 1); n != 5 {
 		t.Errorf("%d parked, want 5", n)
 	}
-	if n := deliveries(t, in, 1, dispatch.OutcomeDropped); n != 5 {
+	if n := deliveries(t, in, 1, webhook.OutcomeDropped); n != 5 {
 		t.Errorf(`walhook_deliveries_total{outcome="dropped"} = %v, want 5`, n)
 	}
 	dropped := 0.0
@@ -900,7 +900,7 @@ func TestParkLimit(t *testing.T) {
 		t.Fatalf("a disabled webhook got %d requests", n)
 	}
 
-	setStatus(t, st, 1, state.StatusActive)
+	setStatus(t, st, 1, webhook.StatusActive)
 	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) >= 5 }) {
 		t.Fatalf("after re-enabling %d of 5 kept deliveries arrived", len(recv.Accepted()))
 	}
@@ -1017,7 +1017,7 @@ func TestDiscardWhileRetrying(t *testing.T) {
 	}
 	eventually(t, "walhook to notice the discard", func() bool { return parkedGauge() == 0 })
 	close(gate)
-	eventually(t, "the held retry to succeed", func() bool { return deliveries(t, in, 1, dispatch.OutcomeSuccess) == 1 })
+	eventually(t, "the held retry to succeed", func() bool { return deliveries(t, in, 1, webhook.OutcomeSuccess) == 1 })
 	pgtest.Exec(t, db, updates([2]int{1, 2})...)
 	if !recv.Wait(walhooktest.Patience(), func(r *receiver.Receiver) bool { return len(r.Accepted()) == 2 }) {
 		t.Fatal("a later change was not delivered after the breaker closed")
@@ -1025,7 +1025,7 @@ func TestDiscardWhileRetrying(t *testing.T) {
 	if g := parkedGauge(); g != 0 {
 		t.Errorf("walhook_parked_deliveries = %v after the discard and a delivered retry, want 0", g)
 	}
-	if d := deliveries(t, in, 1, dispatch.OutcomeParked); d != 1 {
+	if d := deliveries(t, in, 1, webhook.OutcomeParked); d != 1 {
 		t.Errorf("%v deliveries parked, want 1 (the later change goes straight out)", d)
 	}
 }

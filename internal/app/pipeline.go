@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 
 	"github.com/jackc/pglogrepl"
 
@@ -141,8 +142,8 @@ func definitions(cfg *config.Config) []dispatch.Definition {
 }
 
 // statuses returns the configured status of each configured webhook.
-func statuses(cfg *config.Config) map[int64]string {
-	out := make(map[int64]string, len(cfg.Webhooks))
+func statuses(cfg *config.Config) map[int64]webhook.Status {
+	out := make(map[int64]webhook.Status, len(cfg.Webhooks))
 	for _, w := range cfg.Webhooks {
 		out[w.ID] = w.Status
 	}
