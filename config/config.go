@@ -14,10 +14,10 @@
 package config
 
 import (
-	"github.com/walhook/walhook/webhook"
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"io"
 	"log/slog"
 	"net"

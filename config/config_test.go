@@ -1,11 +1,11 @@
 package config
 
 import (
-	"github.com/walhook/walhook/webhook"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"log/slog"
 	"net/netip"
 	"os"

@@ -1,8 +1,8 @@
 package config
 
 import (
-	"github.com/walhook/walhook/webhook"
 	"errors"
+	"github.com/walhook/walhook/webhook"
 	"math"
 	"time"
 	"unicode/utf8"

@@ -8,10 +8,10 @@
 package state
 
 import (
-	"github.com/walhook/walhook/webhook"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"time"
 
 	"github.com/jackc/pgx/v5"

@@ -1,8 +1,8 @@
 package state_test
 
 import (
-	"github.com/walhook/walhook/webhook"
 	"context"
+	"github.com/walhook/walhook/webhook"
 	"net/url"
 	"slices"
 	"strings"

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"github.com/walhook/walhook/webhook"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/walhook/walhook/webhook"
 	"io"
 	"strconv"
 	"strings"
