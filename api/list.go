@@ -3,7 +3,6 @@ package api
 import (
 	"cmp"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"math"
 	"net/http"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/webhook"
 )
 
 // listQuery is a list request's filters and paging.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/walhook/walhook/webhook"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/webhook"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

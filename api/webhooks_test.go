@@ -3,11 +3,12 @@ package api
 import (
 	"context"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/walhook/walhook/webhook"
 )
 
 func TestCreate(t *testing.T) {

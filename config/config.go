@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"io"
 	"log/slog"
 	"net"
@@ -34,6 +33,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // Config is a validated walhook configuration.

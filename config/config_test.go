@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // noEnv is an empty environment.

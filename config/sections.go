@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"github.com/walhook/walhook/webhook"
 	"math"
 	"time"
 	"unicode/utf8"
@@ -10,6 +9,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // This file maps each section of the file to its fields: the schema of

@@ -22,7 +22,6 @@ package dispatch
 import (
 	"context"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -32,6 +31,7 @@ import (
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // Options configure a Dispatcher.

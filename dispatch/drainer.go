@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"github.com/walhook/walhook/webhook"
 	"math"
 	"net/http"
 	"sync"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // A drain reads parked deliveries a page at a time: at most drainPageRows

@@ -2,13 +2,13 @@ package dispatch
 
 import (
 	"context"
-	"github.com/walhook/walhook/webhook"
 	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/webhook"
 )
 
 // fakeStore is the state schema in memory, with the same transactional

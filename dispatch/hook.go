@@ -2,13 +2,13 @@ package dispatch
 
 import (
 	"context"
-	"github.com/walhook/walhook/webhook"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // Definition is a webhook as configured in the YAML file or through the API.

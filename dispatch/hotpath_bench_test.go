@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"github.com/walhook/walhook/webhook"
 	"net/http"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // benchOrderRelation is the shop's orders table as pgoutput describes it.

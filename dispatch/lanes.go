@@ -2,9 +2,10 @@ package dispatch
 
 import (
 	"context"
-	"github.com/walhook/walhook/webhook"
 	"hash/maphash"
 	"net/http"
+
+	"github.com/walhook/walhook/webhook"
 )
 
 // laneQueue is how many tasks each delivery lane holds; with the lanes of

@@ -3,10 +3,10 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"github.com/walhook/walhook/webhook"
 	"time"
 
 	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/webhook"
 )
 
 // parkReq asks the parker to keep a task in the state schema.

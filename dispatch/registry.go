@@ -5,12 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"github.com/walhook/walhook/webhook"
 	"strconv"
 	"sync/atomic"
 
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // SetConfigWebhooks records the webhooks declared in the configuration in

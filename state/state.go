@@ -11,12 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/walhook/walhook/webhook"
 )
 
 // Origins of a webhook definition.

@@ -2,7 +2,6 @@ package state_test
 
 import (
 	"context"
-	"github.com/walhook/walhook/webhook"
 	"net/url"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/webhook"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"io"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/webhook"
 )
 
 // cmdWebhooks lists or changes webhooks in the state schema. A running

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +23,7 @@ import (
 	"github.com/walhook/walhook/internal/shop"
 	"github.com/walhook/walhook/internal/walhooktest"
 	"github.com/walhook/walhook/state"
+	"github.com/walhook/walhook/webhook"
 )
 
 // The failure policy of SPEC §5–§6: quick retries, parking, the circuit

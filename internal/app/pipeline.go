@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"github.com/walhook/walhook/webhook"
 
 	"github.com/jackc/pglogrepl"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/walhook/walhook/route"
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
+	"github.com/walhook/walhook/webhook"
 )
 
 // The data path: the reader (cdc) hands out batches of committed changes
