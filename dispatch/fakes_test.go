@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/walhook/walhook/state"
@@ -20,6 +21,7 @@ type fakeStore struct {
 	since    map[int64]time.Time // failing_since
 	parked   []state.Parked      // in id order
 	nextID   int64
+	maxPage  atomic.Int64 // the most body bytes one ParkedHeads call returned
 }
 
 func newFakeStore() *fakeStore {
@@ -171,6 +173,13 @@ func (s *fakeStore) ParkedHeads(_ context.Context, id, afterID int64, dueBy time
 			break
 		}
 		out = append(out, p)
+	}
+	var bytes int64
+	for _, p := range out {
+		bytes += int64(len(p.Body))
+	}
+	if bytes > s.maxPage.Load() {
+		s.maxPage.Store(bytes)
 	}
 	return out, nil
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -311,3 +313,78 @@ func TestDisableRule(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestPausedWebhooksHoldNoLanes pins a hostile-input finding: a thousand
+// paused webhooks at concurrency 256 held 258,000 goroutines, one per
+// lane. Lanes now start on first use, and a paused webhook's events are
+// settled without reaching a lane.
+func TestPausedWebhooksHoldNoLanes(t *testing.T) {
+	h := newHarness(t, func(d *config.Delivery) { d.Concurrency = 256 })
+	before := runtime.NumGoroutine()
+	topic, _ := topics.Parse("order.updated")
+	defs := []Definition{{ID: 1, Name: "orders", Topic: topic, DeliveryURL: "http://127.0.0.1:9/", Secret: "s"}}
+	statuses := map[int64]webhook.Status{1: webhook.StatusActive}
+	for id := int64(2); id <= 1001; id++ {
+		defs = append(defs, Definition{ID: id, Name: "paused", Topic: topic, DeliveryURL: "http://127.0.0.1:9/", Secret: "s"})
+		statuses[id] = webhook.StatusPaused
+	}
+	if err := h.d.SetConfigWebhooks(context.Background(), defs, statuses); err != nil {
+		t.Fatal(err)
+	}
+	h.send(1, 1, 2, 3)
+	h.settled()
+	// Each webhook keeps its parker and drainer; no lane runs for a
+	// paused one.
+	if n := runtime.NumGoroutine() - before; n > 3*1000 {
+		t.Errorf("%d goroutines for 1,000 paused webhooks at concurrency 256, want at most 3,000", n)
+	}
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	for id, hk := range h.d.hooks {
+		if id == 1 {
+			continue
+		}
+		for i := range hk.lanes {
+			if hk.lanes[i].Load() != nil {
+				t.Fatalf("paused webhook %d started lane %d", id, i)
+			}
+		}
+	}
+}
+
+// TestDrainIsBoundedByBytes pins a hostile-input finding: re-enabling a
+// webhook with many large parked payloads read them all at once. A drain
+// reads a page at a time, bounded by bytes.
+func TestDrainIsBoundedByBytes(t *testing.T) {
+	h := newHarness(t, func(d *config.Delivery) { d.Concurrency = 4 })
+	h.store.setStatus(1, webhook.StatusDisabled)
+	if err := h.d.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const rows, size = 80, 256 << 10
+	big := strings.Repeat("x", size)
+	topic, _ := topics.Parse("order.updated")
+	h.commit += 10
+	b := &Batch{Commit: h.commit, End: h.commit + 1, Last: true}
+	for r := 1; r <= rows; r++ {
+		key := fmt.Sprint(r)
+		b.Events = append(b.Events, &Event{
+			Event:  topics.Event{Topic: topic, Key: key, Index: uint32(r), Body: []byte(fmt.Sprintf(`{"row":%d,"v":1,"pad":%q}`, r, big))},
+			RowKey: RowKey("order", key), Commit: h.commit,
+		})
+	}
+	h.in <- b
+	h.settled()
+	if n := h.store.parkedRows(1); n != rows {
+		t.Fatalf("%d parked while disabled, want %d", n, rows)
+	}
+	h.store.maxPage.Store(0)
+	h.store.setStatus(1, webhook.StatusActive)
+	if err := h.d.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("everything parked to drain", func() bool { _, ok := h.recv.counts(); return ok == rows })
+	if max := h.store.maxPage.Load(); max > drainPageBytes+size+100 {
+		t.Errorf("a drain read %d bytes of parked bodies at once, want at most %d", max, drainPageBytes+size+100)
+	}
+}
