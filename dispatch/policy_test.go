@@ -1,11 +1,14 @@
 package dispatch
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -80,13 +83,22 @@ func newHarness(t *testing.T, tune func(*config.Delivery)) *harness {
 	recv := &policyReceiver{answer: func(int) int { return http.StatusOK }, byRow: make(map[int][]int)}
 	srv := httptest.NewServer(recv)
 	t.Cleanup(srv.Close)
+	h := startHarness(t, Definition{DeliveryURL: srv.URL}, tune)
+	h.recv = recv
+	return h
+}
+
+// startHarness runs a Dispatcher with webhook 1 (order.updated; the
+// delivery URL and signature taken from def) on a fake store and clock.
+func startHarness(t *testing.T, def Definition, tune func(*config.Delivery)) *harness {
+	t.Helper()
 	dl := config.Defaults().Delivery
 	dl.AllowPrivateNetworks = true
 	dl.Retry.Attempts = 1
 	if tune != nil {
 		tune(&dl)
 	}
-	h := &harness{t: t, store: newFakeStore(), clock: newFakeClock(), recv: recv, in: make(chan *Batch)}
+	h := &harness{t: t, store: newFakeStore(), clock: newFakeClock(), in: make(chan *Batch)}
 	h.d = New(Options{
 		Source: "https://shop.example/", Version: "test", Slot: "s", Delivery: dl, Store: h.store,
 		Confirm: func(end state.LSN) { h.confirmed.Store(uint64(end)) },
@@ -94,7 +106,10 @@ func newHarness(t *testing.T, tune func(*config.Delivery)) *harness {
 		Logger: discardLogger(), DeliveryLogger: discardLogger(),
 	})
 	topic, _ := topics.Parse("order.updated")
-	def := Definition{ID: 1, Name: "orders", Topic: topic, DeliveryURL: srv.URL, Secret: "s"}
+	if def.Secret == "" {
+		def.Secret = "s"
+	}
+	def = Definition{ID: 1, Name: "orders", Topic: topic, DeliveryURL: def.DeliveryURL, Secret: def.Secret, Signature: def.Signature}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := h.d.SetConfigWebhooks(ctx, []Definition{def}, nil); err != nil {
 		t.Fatal(err)
@@ -137,7 +152,11 @@ func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
 	last, lastChange := -1, time.Now()
 	for !cond() {
-		if n, _ := h.recv.counts(); n != last {
+		n := 0
+		if h.recv != nil {
+			n, _ = h.recv.counts()
+		}
+		if n != last {
 			last, lastChange = n, time.Now()
 		}
 		if time.Since(lastChange) > 30*time.Second {
@@ -386,5 +405,58 @@ func TestDrainIsBoundedByBytes(t *testing.T) {
 	h.waitFor("everything parked to drain", func() bool { _, ok := h.recv.counts(); return ok == rows })
 	if max := h.store.maxPage.Load(); max > drainPageBytes+size+100 {
 		t.Errorf("a drain read %d bytes of parked bodies at once, want at most %d", max, drainPageBytes+size+100)
+	}
+}
+
+// TestHeadersOnTheWire reads a delivery's request head as bytes: header
+// names are spelled as WooCommerce spells them (X-WC-…, not Go's
+// canonical X-Wc-…), over HTTP/1.1, and Standard Webhooks headers are
+// added to WooCommerce's, never instead of them.
+func TestHeadersOnTheWire(t *testing.T) {
+	for _, sig := range webhook.Signatures {
+		t.Run(string(sig), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			head := make(chan string, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				r := bufio.NewReader(c)
+				var sb strings.Builder
+				for {
+					line, err := r.ReadString('\n')
+					sb.WriteString(line)
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				head <- sb.String()
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			}()
+			secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("a standard webhooks key of 32 b."))
+			h := startHarness(t, Definition{DeliveryURL: "http://" + ln.Addr().String() + "/hook", Signature: sig, Secret: secret}, nil)
+			h.send(1, 7)
+			got := <-head
+			want := []string{"POST /hook HTTP/1.1\r\n", "\r\nX-WC-Webhook-Source: ", "\r\nX-WC-Webhook-Topic: order.updated\r\n",
+				"\r\nX-WC-Webhook-Resource: order\r\n", "\r\nX-WC-Webhook-Event: updated\r\n", "\r\nX-WC-Webhook-Signature: ",
+				"\r\nX-WC-Webhook-ID: 1\r\n", "\r\nX-WC-Webhook-Delivery-ID: ", "\r\nX-WC-Delivery-ID: ", "\r\nContent-Type: application/json\r\n"}
+			if sig.StandardWebhooks() {
+				want = append(want, "\r\nWebhook-Id: ", "\r\nWebhook-Timestamp: ", "\r\nWebhook-Signature: v1,")
+			} else if strings.Contains(got, "Webhook-Signature: v1,") {
+				t.Errorf("Standard Webhooks headers sent with signature %s", sig)
+			}
+			for _, w := range want {
+				if !strings.Contains(got, w) {
+					t.Errorf("request head lacks %q:\n%s", w, got)
+				}
+			}
+			h.settled()
+		})
 	}
 }
