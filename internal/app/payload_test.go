@@ -308,7 +308,7 @@ func TestPayloadQueryParkedBodyKept(t *testing.T) {
 	recv, url := newReceiver(t, secrets(1))
 	recv.Respond(func(*receiver.Delivery) (int, http.Header) { return http.StatusInternalServerError, nil })
 	cfg := gatedConfig(t, db, url)
-	in := start(t, cfg)
+	start(t, cfg)
 
 	pgtest.Exec(t, db, `INSERT INTO orders VALUES (1, 'pending')`)
 	eventually(t, "the failed delivery parked", func() bool { return len(recv.Deliveries()) >= 2 })
@@ -329,7 +329,6 @@ func TestPayloadQueryParkedBodyKept(t *testing.T) {
 	if !strings.Contains(string(d.Body), `"pending"`) {
 		t.Errorf("retried body %s is not the document built at the first attempt", d.Body)
 	}
-	_ = in
 }
 
 // TestPayloadQueryStartErrors: a payload query PostgreSQL refuses, or of
