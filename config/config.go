@@ -85,6 +85,11 @@ type Resource struct {
 	// DeletedPayload is what a deleted event carries: "key" (the key
 	// columns, the default) or "old_row" (needs REPLICA IDENTITY FULL).
 	DeletedPayload string
+	// PayloadQuery, when set, builds the body of created and updated
+	// events: SQL taking $1, an array of the resource's keys, and
+	// returning (key, json or jsonb document) rows. Empty: the body is the
+	// row image from the WAL.
+	PayloadQuery string
 	// Line is the YAML line of the resource's key; 0 for a default resource.
 	Line int
 }
@@ -129,6 +134,10 @@ type Delivery struct {
 	Retry         Retry
 	// ParkLimit bounds the deliveries parked for one webhook.
 	ParkLimit ParkLimit
+	// PayloadQueryTimeout bounds one run of a resource's payload_query
+	// (its statement_timeout); default 5s. A query that times out is
+	// retried: routing waits, nothing is lost.
+	PayloadQueryTimeout time.Duration
 }
 
 // Coalesce modes.
@@ -280,7 +289,8 @@ func Defaults() *Config {
 				ProbeInterval:    time.Second,
 				ProbeMaxInterval: 30 * time.Second,
 			},
-			ParkLimit: ParkLimit{Rows: 100000, Bytes: 256 << 20},
+			ParkLimit:           ParkLimit{Rows: 100000, Bytes: 256 << 20},
+			PayloadQueryTimeout: 5 * time.Second,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:9187"},
 		API:  API{Timezone: time.UTC},

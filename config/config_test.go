@@ -247,7 +247,8 @@ webhooks:
 				ProbeInterval:    200 * time.Millisecond,
 				ProbeMaxInterval: 5 * time.Second,
 			},
-			ParkLimit: ParkLimit{Rows: 5, Bytes: 512 << 10},
+			ParkLimit:           ParkLimit{Rows: 5, Bytes: 512 << 10},
+			PayloadQueryTimeout: 5 * time.Second,
 		},
 		HTTP: HTTP{Listen: ":8443", TLSCert: "cert.pem", TLSKey: "key.pem", Pprof: true},
 		API: API{

@@ -71,6 +71,7 @@ func (d *decoder) resources(path string, n *yaml.Node) (rs []Resource, ok bool) 
 				r.ExcludeColumns = listOf(d, p, n, "a column name", nonEmpty)
 			}},
 			{name: "deleted_payload", decode: scalarField(d, &r.DeletedPayload, "a string", oneOf(DeletedPayloadKey, DeletedPayloadOldRow))},
+			{name: "payload_query", decode: scalarField(d, &r.PayloadQuery, "an SQL query", payloadQuery)},
 		})
 		if g := got["table"]; g.ok {
 			r.Schema, r.Table = t.schema, t.table
@@ -109,6 +110,7 @@ func (d *decoder) delivery(path string, n *yaml.Node, dl *Delivery) {
 		{name: "shutdown_grace", decode: scalarField(d, &dl.ShutdownGrace, "a duration", duration(0, 10*time.Minute))},
 		{name: "retry", decode: func(p string, n *yaml.Node) { d.retry(p, n, &dl.Retry) }},
 		{name: "park_limit", decode: func(p string, n *yaml.Node) { d.parkLimit(p, n, &dl.ParkLimit) }},
+		{name: "payload_query_timeout", decode: scalarField(d, &dl.PayloadQueryTimeout, "a duration", duration(10*time.Millisecond, 5*time.Minute))},
 	})
 }
 

@@ -28,6 +28,9 @@ type Options struct {
 	CoalesceMax int
 	Logger      *slog.Logger
 	Metrics     *Metrics
+	// Bodies, if set, builds the bodies of created and updated events of
+	// resources with a payload_query, once per dispatch batch.
+	Bodies Bodies
 }
 
 // Metrics are the routing stage's collectors.
@@ -49,8 +52,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Router maps and coalesces transactions. Run it once.
 type Router struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
+	degraded degraded
 }
 
 // New returns a Router.
@@ -140,7 +144,7 @@ func (r *Router) Run(ctx context.Context, in <-chan *cdc.Batch, out chan<- *disp
 			db.End = state.LSN(b.EndLSN)
 			lastCommit, cur = commit, nil
 		}
-		if !send(db) {
+		if !r.buildBodies(ctx, db.Events) || !send(db) {
 			return nil
 		}
 	}

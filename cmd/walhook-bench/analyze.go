@@ -32,6 +32,7 @@ func analyze(p plan, recs []record, commits []time.Duration) outcome {
 	o := outcome{Expected: p.expected(), Received: int64(len(recs)), First: -1}
 	seen := make(map[uint64]struct{}, min(int64(len(recs)), o.Expected))
 	lastRev := make(map[uint64]uint8) // updated webhooks: row -> highest revision so far
+	dids := make(map[[16]byte]struct{})
 	var unique int64
 	for _, rc := range recs {
 		if !rc.sigOK {
@@ -42,6 +43,16 @@ func analyze(p plan, recs []record, commits []time.Duration) outcome {
 			o.First = rc.at
 		}
 		wh := int(rc.wh)
+		if wh >= 1 && wh <= webhookCount && p.built[wh] {
+			if _, dup := dids[rc.did]; dup {
+				o.Duplicates++
+				continue
+			}
+			dids[rc.did] = struct{}{}
+			unique++
+			o.Last = max(o.Last, rc.at)
+			continue
+		}
 		tx, ok := p.txOf(wh, rc.id, int(rc.rev))
 		if !ok {
 			o.Unexpected++

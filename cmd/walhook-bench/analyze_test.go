@@ -151,3 +151,69 @@ func TestParseBody(t *testing.T) {
 		}
 	}
 }
+
+// TestAnalyzeBuilt: deliveries of webhooks whose bodies a payload query
+// builds are matched by delivery id: any revision counts once, a second
+// delivery with the same id is a duplicate, and one missing is missing.
+func TestAnalyzeBuilt(t *testing.T) {
+	p := plan{txns: 40}
+	for e := range events {
+		p.built[webhookID(orderResource, e)] = true
+	}
+	var recs []record
+	var n byte
+	for wh := 1; wh <= webhookCount; wh++ {
+		r := (wh - 1) / len(events)
+		want := p.expectedPerWebhook(wh)
+		for i := int64(0); i < want; i++ {
+			rc := record{wh: uint8(wh), sigOK: true, at: time.Millisecond}
+			if r == orderResource {
+				n++
+				rc.did[0], rc.did[1] = n, byte(wh)
+				rc.id, rc.rev = 1, 3 // the state when the query ran
+			} else {
+				rc.id, rc.rev = planned(p, wh, i)
+			}
+			recs = append(recs, rc)
+		}
+	}
+	if o := analyze(p, recs, nil); o.Missing != 0 || o.Duplicates != 0 || o.Unexpected != 0 {
+		t.Fatalf("complete deliveries: %+v", o)
+	}
+	dup := append(recs[:len(recs):len(recs)], recs[firstOf(recs, webhookID(orderResource, 1))])
+	if o := analyze(p, dup, nil); o.Duplicates != 1 || o.Missing != 0 {
+		t.Errorf("a repeated order delivery: duplicates %d missing %d, want 1, 0", o.Duplicates, o.Missing)
+	}
+	i := firstOf(recs, webhookID(orderResource, 0))
+	short := append(append([]record(nil), recs[:i]...), recs[i+1:]...)
+	if o := analyze(p, short, nil); o.Missing != 1 {
+		t.Errorf("an order delivery left out: missing %d, want 1", o.Missing)
+	}
+}
+
+// firstOf returns the index of the first record of webhook wh.
+func firstOf(recs []record, wh int) int {
+	for i, rc := range recs {
+		if int(rc.wh) == wh {
+			return i
+		}
+	}
+	return -1
+}
+
+// planned returns the id and revision of the i-th delivery the plan makes
+// for webhook wh, by searching the plan.
+func planned(p plan, wh int, i int64) (int64, uint8) {
+	var k int64
+	for id := int64(1); id <= p.txns; id++ {
+		for rev := 0; rev <= 3; rev++ {
+			if _, ok := p.txOf(wh, id, rev); ok {
+				if k == i {
+					return id, uint8(rev)
+				}
+				k++
+			}
+		}
+	}
+	return 0, 0
+}

@@ -22,6 +22,12 @@
 //     changes; commit-to-arrival latency percentiles.
 //   - memory: the drain again with --big-changes, to compare peak RSS with
 //     the drain's.
+//   - drain-payload: the drain with a payload_query on orders (a
+//     WooCommerce-like order document with its line items), to compare
+//     its throughput with the drain's and report what the query costs per
+//     event. Order bodies then hold the row's state when the query ran
+//     (or the row image when the row was deleted meanwhile), so order
+//     deliveries are matched by delivery id rather than by revision.
 package main
 
 import (
@@ -54,7 +60,10 @@ type options struct {
 	cpuProfile  string
 }
 
-var allScenarios = []string{"drain", "steady", "memory"}
+var allScenarios = []string{"drain", "steady", "memory", "drain-payload"}
+
+// defaultScenarios run when --scenarios is not given.
+var defaultScenarios = []string{"drain", "steady", "memory"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -72,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("walhook-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: drain, steady, memory")
+	scenarios := fs.String("scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios to run: drain, steady, memory, drain-payload")
 	fs.Int64Var(&o.changes, "changes", 100_000, "changes committed for the drain scenario")
 	fs.Int64Var(&o.bigChanges, "big-changes", 1_000_000, "changes committed for the memory scenario")
 	fs.IntVar(&o.rate, "rate", 500, "changes per second in the steady scenario")
@@ -161,6 +170,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			r, err = b.steady(ctx)
 		case "memory":
 			r, err = b.drain(ctx, "memory", opts.bigChanges, false)
+		case "drain-payload":
+			r, err = b.drain(ctx, "drain-payload", opts.changes, false)
 		}
 		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -46,6 +46,8 @@ type walhookConfig struct {
 	dbURL, slot, publication, listen, receiver string
 	concurrency                                int
 	logLevel                                   string
+	// orderPayloadQuery, when set, is the order resource's payload_query.
+	orderPayloadQuery string
 }
 
 func (c walhookConfig) yaml() string {
@@ -59,7 +61,7 @@ source: https://shop.example.com/
 resources:
   coupon:   { table: public.coupons }
   customer: { table: public.customers }
-  order:    { table: public.orders }
+  order:    { table: public.orders%s }
   product:  { table: public.products }
 delivery:
   allow_private_networks: true
@@ -72,7 +74,7 @@ log:
   format: json
   level: %s
 webhooks:
-`, c.dbURL, c.slot, c.publication, c.concurrency, c.listen, c.logLevel)
+`, c.dbURL, c.slot, c.publication, c.orderOptions(), c.concurrency, c.listen, c.logLevel)
 	for r := range resources {
 		for e := range events {
 			wh := webhookID(r, e)
@@ -81,6 +83,14 @@ webhooks:
 		}
 	}
 	return b.String()
+}
+
+// orderOptions returns what the order resource adds to its table.
+func (c walhookConfig) orderOptions() string {
+	if c.orderPayloadQuery == "" {
+		return ""
+	}
+	return ", payload_query: " + strconv.Quote(c.orderPayloadQuery)
 }
 
 // freeAddr returns a free loopback address for walhook's HTTP server.

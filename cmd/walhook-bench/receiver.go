@@ -91,6 +91,9 @@ var (
 	revMarker = []byte(`"bench_rev":`)
 )
 
+// skipSpace drops leading spaces, as PostgreSQL's jsonb text has after a colon.
+func skipSpace(b []byte) []byte { return bytes.TrimLeft(b, " ") }
+
 func (rv *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	bp := rv.bufs.Get().(*[]byte)
 	defer rv.bufs.Put(bp)
@@ -151,14 +154,15 @@ func (rv *receiver) verify(wh int, body []byte, sig []string) bool {
 	return hmac.Equal(want[:], []byte(sig[0]))
 }
 
-// parseBody extracts the row id (the body starts with {"id":N) and
+// parseBody extracts the row id (the body starts with {"id":N, or
+// {"id": N as a jsonb document built by a payload_query does) and
 // bench_rev (the table's last column) without decoding the JSON.
 func parseBody(body []byte) (id int64, rev uint8) {
 	if rest, ok := bytes.CutPrefix(body, idPrefix); ok {
-		id = leadingInt(rest)
+		id = leadingInt(skipSpace(rest))
 	}
 	if i := bytes.LastIndex(body, revMarker); i >= 0 {
-		rev = uint8(min(leadingInt(body[i+len(revMarker):]), 255))
+		rev = uint8(min(leadingInt(skipSpace(body[i+len(revMarker):])), 255))
 	}
 	return id, rev
 }

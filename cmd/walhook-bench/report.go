@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -40,6 +41,12 @@ type result struct {
 	HTTPBadSig      int64   `json:"http_ceiling_bad_signatures,omitempty"`
 	DecodePerSecond float64 `json:"decode_ceiling_per_second,omitempty"`
 	DecodeRatio     float64 `json:"walhook_to_decode_ceiling,omitempty"`
+	// Payload queries (drain-payload): runs, their total time, the order
+	// events they built bodies for, and fallbacks to the row image.
+	PayloadQueries      int64   `json:"payload_queries,omitempty"`
+	PayloadQuerySeconds float64 `json:"payload_query_seconds,omitempty"`
+	PayloadEvents       int64   `json:"payload_events,omitempty"`
+	PayloadFallbacks    int64   `json:"payload_fallbacks,omitempty"`
 }
 
 func (r *result) setOutcome(o outcome) {
@@ -52,6 +59,14 @@ func (r *result) cpu(d time.Duration, events int64) {
 	if events > 0 {
 		r.CPUPer1000 = d.Seconds() / float64(events) * 1000
 	}
+}
+
+// div is a / b, 0 when b is 0.
+func div(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
 }
 
 func printJSON(w io.Writer, r result) error {
@@ -99,6 +114,15 @@ func printTable(w io.Writer, opts options, results []result) {
 	row("walhook / HTTP ceiling", func(r result) string { return num(r.HTTPRatio, "%.2f") })
 	row("decode ceiling/s", func(r result) string { return num(r.DecodePerSecond, "%.0f") })
 	row("walhook / decode ceiling", func(r result) string { return num(r.DecodeRatio, "%.2f") })
+	if slices.ContainsFunc(results, func(r result) bool { return r.PayloadQueries > 0 }) {
+		row("payload queries", func(r result) string { return num(float64(r.PayloadQueries), "%.0f") })
+		row("order events per query", func(r result) string { return num(div(r.PayloadEvents, r.PayloadQueries), "%.1f") })
+		row("query ms (mean)", func(r result) string {
+			return num(1000*r.PayloadQuerySeconds/float64(max(r.PayloadQueries, 1)), "%.2f")
+		})
+		row("query µs per order event", func(r result) string { return num(1e6*r.PayloadQuerySeconds/float64(max(r.PayloadEvents, 1)), "%.1f") })
+		row("payload fallbacks", func(r result) string { return num(float64(r.PayloadFallbacks), "%.0f") })
+	}
 	row("expected", func(r result) string { return fmt.Sprint(r.Expected) })
 	row("received", func(r result) string { return fmt.Sprint(r.Received) })
 	row("missing", func(r result) string { return fmt.Sprint(r.Missing) })

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,6 +158,9 @@ func (b *bench) startWalhook(ctx context.Context, scenario, dbURL string) (*proc
 	}
 	cfg := walhookConfig{dbURL: dbURL, slot: slotName, publication: publicationName, listen: addr,
 		receiver: b.recvURL, concurrency: b.opts.concurrency, logLevel: b.opts.logLevel}
+	if scenario == "drain-payload" {
+		cfg.orderPayloadQuery = orderPayloadQuery
+	}
 	cfgPath := filepath.Join(b.dir, scenario+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.yaml()), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: write config: %w", err)
@@ -240,8 +244,14 @@ func fetchProfile(ctx context.Context, p *proc, path string) error {
 // ceilings on the same backlog).
 func (b *bench) drain(ctx context.Context, name string, changes int64, ceilings bool) (result, error) {
 	p := planForChanges(changes)
+	withPayload := name == "drain-payload"
+	if withPayload {
+		for e := range events {
+			p.built[webhookID(orderResource, e)] = true
+		}
+	}
 	res := result{Scenario: name, Changes: p.expected(), Transactions: p.txns, Concurrency: b.opts.concurrency, LogLevel: b.opts.logLevel}
-	dbName := "bench_" + name
+	dbName := "bench_" + strings.ReplaceAll(name, "-", "_")
 	dbURL, conn, err := b.database(ctx, dbName)
 	if err != nil {
 		return res, err
@@ -303,6 +313,11 @@ func (b *bench) drain(ctx context.Context, name string, changes int64, ceilings 
 	cpu1 := w.cpuTime()
 	res.Connections = b.rv.conns.Load() - conns0
 	res.PeakRSSMiB = float64(w.peak()) / (1 << 20)
+	if withPayload {
+		if err := res.payloadFigures(ctx, w.addr, p); err != nil {
+			b.logf("%s: payload query figures: %v", name, err)
+		}
+	}
 	profWG.Wait()
 	stopErr := w.stop()
 	b.rv.sampling.Store(false)

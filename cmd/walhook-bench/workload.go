@@ -36,9 +36,16 @@ func topicOf(wh int) string {
 	return resources[(wh-1)/len(events)] + "." + events[(wh-1)%len(events)]
 }
 
+// orderResource is the index of order in resources.
+const orderResource = 2
+
 // plan is the workload of one scenario: transactions 0..txns-1.
 type plan struct {
 	txns int64
+	// built marks the webhooks whose bodies a payload_query builds: they
+	// hold the row's state when the query ran, not the revision of the
+	// change, so their deliveries are matched by delivery id.
+	built [webhookCount + 1]bool
 }
 
 // planForChanges returns the plan with about n changes.

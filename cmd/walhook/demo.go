@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/examples/woocommerce"
 	"github.com/walhook/walhook/internal/app"
 	"github.com/walhook/walhook/internal/pgcluster"
 	"github.com/walhook/walhook/internal/shop"
@@ -31,9 +33,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	runFor := fs.Duration("for", 0, "stop after this long (default: run until Ctrl-C)")
 	verbose := fs.Bool("verbose", false, "also print walhook's own log")
+	profile := fs.String("profile", "shop", "shop: the bodies are the table rows; woocommerce: WooCommerce REST API v3 objects built by payload_query (examples/woocommerce)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
+	if *profile != "shop" && *profile != "woocommerce" {
+		fmt.Fprintf(stderr, "walhook demo: unknown --profile %q: want shop or woocommerce\n", *profile)
+		return exitError{2}
+	}
+	woo := *profile == "woocommerce"
 	if *runFor > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *runFor)
@@ -62,7 +70,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, shop.Schema); err != nil {
+	schema := shop.Schema
+	if woo {
+		schema = woocommerce.Schema
+	}
+	if _, err := conn.Exec(ctx, schema); err != nil {
 		return fmt.Errorf("demo: create the shop schema: %w", err)
 	}
 
@@ -75,7 +87,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	cfg, err := config.Parse("demo.yaml", []byte(demoConfig(dbURL, "http://"+ln.Addr().String())), func(string) (string, bool) { return "", false })
+	var cfg *config.Config
+	if woo {
+		cfg, err = wooDemoConfig(dbURL, "http://"+ln.Addr().String())
+	} else {
+		cfg, err = config.Parse("demo.yaml", []byte(demoConfig(dbURL, "http://"+ln.Addr().String())), func(string) (string, bool) { return "", false })
+	}
 	if err != nil {
 		return fmt.Errorf("demo: configuration: %w", err)
 	}
@@ -85,7 +102,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	fmt.Fprintf(stdout, "walhook demo: receiver on http://%s, webhooks for all 12 core topics and action.demo_checkout\n", ln.Addr())
+	if woo {
+		fmt.Fprintf(stdout, "walhook demo: WooCommerce profile: bodies are WooCommerce REST API v3 objects built by payload_query\n")
+		fmt.Fprintf(stdout, "walhook demo: receiver on http://%s, webhooks for all 12 core topics\n", ln.Addr())
+	} else {
+		fmt.Fprintf(stdout, "walhook demo: receiver on http://%s, webhooks for all 12 core topics and action.demo_checkout\n", ln.Addr())
+	}
 	fmt.Fprintln(stdout, "walhook demo: making changes to the shop; press Ctrl-C to stop")
 	var wg sync.WaitGroup
 	runErr := make(chan error, 1)
@@ -106,7 +128,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			waitReady(ctx, "http://"+addr.String()+"/readyz")
 		case <-ctx.Done():
 		}
-		changesErr <- demoChanges(ctx, conn)
+		if woo {
+			changesErr <- wooDemoChanges(ctx, conn)
+		} else {
+			changesErr <- demoChanges(ctx, conn)
+		}
 	}()
 
 	var err1 error
@@ -157,6 +183,68 @@ webhooks:
 	}
 	fmt.Fprintf(&b, "  - { id: %d, name: checkout action, topic: action.demo_checkout, delivery_url: %q, secret: %q }\n", id, receiver+"/actions", demoSecret)
 	return b.String()
+}
+
+// wooDemoConfig is the WooCommerce profile (examples/woocommerce) for the
+// demo's database and receiver, with the demo's own slot, listener and
+// short timings.
+func wooDemoConfig(dbURL, receiver string) (*config.Config, error) {
+	cfg, err := woocommerce.Load(map[string]string{
+		"DATABASE_URL": dbURL, "WEBHOOK_URL": receiver + "/woocommerce", "WEBHOOK_SECRET": demoSecret,
+		"ALLOW_PRIVATE_NETWORKS": "true",
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Postgres.Slot, cfg.Postgres.Publication = "walhook_demo", "walhook_demo"
+	cfg.Postgres.StatusInterval = 2 * time.Second
+	cfg.Delivery.ShutdownGrace = 3 * time.Second
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	return cfg, nil
+}
+
+// wooDemoChanges makes WooCommerce-like shop activity every two seconds:
+// a checkout (a customer, three products, a coupon and an order of three
+// line items, in one transaction), its payment, and, every other time,
+// the previous order and coupon deleted.
+func wooDemoChanges(ctx context.Context, conn *pgx.Conn) error {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		for _, stmts := range [][]string{woocommerce.Sample(n), woocommerce.Paid(n)} {
+			if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				for _, s := range stmts {
+					if _, err := tx.Exec(ctx, s); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		if n%2 == 0 {
+			for _, s := range []string{
+				fmt.Sprintf(`DELETE FROM orders WHERE id = %d`, n-1),
+				fmt.Sprintf(`DELETE FROM coupons WHERE id = %d`, n-1),
+			} {
+				if _, err := conn.Exec(ctx, s); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // waitReady polls a /readyz URL until it answers 200 or ctx ends.
@@ -261,6 +349,13 @@ func (r *demoReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	excerpt := string(body)
 	if len(excerpt) > 110 {
 		excerpt = excerpt[:110] + "…"
+	}
+	var order struct {
+		Status    string            `json:"status"`
+		LineItems []json.RawMessage `json:"line_items"`
+	}
+	if json.Unmarshal(body, &order) == nil && order.LineItems != nil {
+		excerpt = fmt.Sprintf("[%s, %d line_items] %s", order.Status, len(order.LineItems), excerpt)
 	}
 	fmt.Fprintf(r.out, "  delivery  %-21s webhook %-2s %s  %s\n", topic, req.Header.Get("X-WC-Webhook-ID"), verdict, excerpt)
 }

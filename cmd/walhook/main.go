@@ -26,7 +26,8 @@ const usage = `walhook turns PostgreSQL row changes into signed WooCommerce-styl
 Usage:
   walhook run     --config FILE   stream changes and deliver webhooks until SIGINT/SIGTERM
   walhook check   --config FILE   validate the configuration; print every problem
-  walhook demo    [--for DURATION] run against a private PostgreSQL with a built-in receiver
+  walhook demo    [--for DURATION] [--profile shop|woocommerce]
+                                  run against a private PostgreSQL with a built-in receiver
   walhook webhooks list|enable|pause|disable|discard [ID] --config FILE
                                   inspect or change webhooks in the state schema
   walhook version                 print the version

@@ -29,6 +29,7 @@ import (
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/dispatch"
+	"github.com/walhook/walhook/payload"
 	"github.com/walhook/walhook/route"
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
@@ -72,6 +73,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err := w.inspect(ctx); err != nil {
 		return err
 	}
+	if err := w.openPayload(ctx); err != nil {
+		return err
+	}
+	defer w.payload.Close()
 	if err := w.openState(ctx); err != nil {
 		return err
 	}
@@ -104,11 +109,14 @@ type walhook struct {
 	cdcMetrics      *cdc.Metrics
 	routeMetrics    *route.Metrics
 	dispatchMetrics *dispatch.Metrics
+	payloadMetrics  *payload.Metrics
 
 	// inspect
 	cdcCfg    cdc.Config
 	tables    []cdc.TableInfo
 	resources []topics.Resource
+	// openPayload
+	payload *payload.Builder
 	// openState
 	store         *state.Store
 	serverVersion string
@@ -149,5 +157,6 @@ func newWalhook(cfg *config.Config, opts Options) *walhook {
 	w.cdcMetrics = cdc.NewMetrics(w.reg)
 	w.routeMetrics = route.NewMetrics(w.reg)
 	w.dispatchMetrics = dispatch.NewMetrics(w.reg)
+	w.payloadMetrics = payload.NewMetrics(w.reg)
 	return w
 }

@@ -52,7 +52,8 @@ func (w *walhook) serve() <-chan error {
 
 // readyz answers 200 while streaming with every mapped table in the
 // publication, and 503 with a reason otherwise: shutting down, tables
-// missing from the publication, standby, or not streaming yet.
+// missing from the publication, standby, not streaming yet, or routing
+// held up by a failing payload_query.
 func (w *walhook) readyz(rw http.ResponseWriter, _ *http.Request) {
 	select {
 	case <-w.down:
@@ -66,6 +67,10 @@ func (w *walhook) readyz(rw http.ResponseWriter, _ *http.Request) {
 	}
 	switch st := w.reader.State(); st {
 	case cdc.Streaming:
+		if reason, bad := w.router.Degraded(); bad {
+			writeStatus(rw, http.StatusServiceUnavailable, "payload_query_failing", reason)
+			return
+		}
 		writeStatus(rw, http.StatusOK, "streaming", "")
 	case cdc.Standby:
 		writeStatus(rw, http.StatusServiceUnavailable, "standby", "the replication slot is active in another walhook instance")

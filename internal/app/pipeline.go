@@ -32,13 +32,17 @@ func (w *walhook) buildPipeline(ctx context.Context) error {
 		return pglogrepl.LSN(lsn), err
 	}
 	w.reader = cdc.NewReader(w.cdcCfg)
-	w.router = route.New(route.Options{
+	ropts := route.Options{
 		Mapper:      topics.NewMapper(w.resources),
 		Coalesce:    cfg.Delivery.Coalesce != config.CoalesceNone,
 		CoalesceMax: cfg.Delivery.CoalesceMax,
 		Logger:      w.log.With("component", "route"),
 		Metrics:     w.routeMetrics,
-	})
+	}
+	if w.payload != nil {
+		ropts.Bodies = w.payload
+	}
+	w.router = route.New(ropts)
 	w.watch = cdc.NewPublicationWatch(w.cdcCfg, w.tables)
 
 	w.d = dispatch.New(dispatch.Options{

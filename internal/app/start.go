@@ -11,6 +11,7 @@ import (
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/config"
+	"github.com/walhook/walhook/payload"
 	"github.com/walhook/walhook/state"
 	"github.com/walhook/walhook/topics"
 )
@@ -44,6 +45,30 @@ func (w *walhook) inspect(ctx context.Context) error {
 	w.tables = infos
 	w.resources, err = resourcesFor(w.cfg.Resources, infos)
 	return err
+}
+
+// openPayload checks and prepares each resource's payload_query
+// (payload.Open) on the payload pool; a query PostgreSQL refuses, or one
+// of the wrong shape, refuses the start with the resource's name.
+func (w *walhook) openPayload(ctx context.Context) error {
+	var queries []payload.Query
+	for _, r := range w.cfg.Resources {
+		if r.PayloadQuery != "" {
+			queries = append(queries, payload.Query{Resource: r.Name, SQL: r.PayloadQuery})
+		}
+	}
+	b, err := payload.Open(ctx, payload.Options{
+		ConnString: w.cfg.Postgres.URL.Reveal(),
+		Queries:    queries,
+		Timeout:    w.cfg.Delivery.PayloadQueryTimeout,
+		Logger:     w.log.With("component", "payload"),
+		Metrics:    w.payloadMetrics,
+	})
+	if err != nil {
+		return err
+	}
+	w.payload = b
+	return nil
 }
 
 // openState opens the state schema, creating or migrating it, and reads
@@ -130,6 +155,10 @@ func resourcesFor(rs []config.Resource, infos []cdc.TableInfo) ([]topics.Resourc
 		}
 		if len(ti.KeyColumns) == 0 {
 			problems = append(problems, fmt.Errorf("resource %q: table %s has no primary key or replica identity index, so its rows cannot be told apart: add a primary key", r.Name, qn))
+		}
+		if r.PayloadQuery != "" && len(ti.KeyColumns) > 1 {
+			problems = append(problems, fmt.Errorf("resource %q: payload_query needs a one-column key, and table %s's key has %d columns (%v): give the table a one-column primary key, or leave payload_query out",
+				r.Name, qn, len(ti.KeyColumns), ti.KeyColumns))
 		}
 		if r.DeletedPayload == "old_row" && ti.ReplicaIdentity != 'f' {
 			problems = append(problems, fmt.Errorf("resource %q: deleted_payload old_row needs the whole old row: ALTER TABLE %s REPLICA IDENTITY FULL", r.Name, qn))
