@@ -130,8 +130,12 @@ func (d *Dispatcher) Run(ctx context.Context, in <-chan *Batch) error {
 		h.start(work)
 	}
 	d.mu.Unlock()
-	if err := d.Refresh(ctx); err != nil {
-		return err
+	// Webhooks changed since SetConfigWebhooks are picked up here; a
+	// failure stops Run through the graceful path below, unless it is
+	// only the shutdown that cancelled the read.
+	err := d.Refresh(ctx)
+	if ctx.Err() != nil {
+		err = nil
 	}
 
 	var wg sync.WaitGroup
@@ -146,7 +150,9 @@ func (d *Dispatcher) Run(ctx context.Context, in <-chan *Batch) error {
 		d.pollChanges(saveCtx)
 	}()
 
-	err := d.route(ctx, in)
+	if err == nil {
+		err = d.route(ctx, in)
+	}
 
 	// Graceful stop: no new work; in-flight attempts get the grace period.
 	grace := time.AfterFunc(d.opts.Delivery.ShutdownGrace, cancelWork)
