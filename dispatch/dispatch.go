@@ -184,6 +184,7 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 		open      bool
 		gtx       *txMark
 		hookMarks = make(map[*hook]*txMark)
+		skipped   = make(map[*hook]struct{}) // hooks told of a skip in this transaction
 	)
 	eventCounters := make(map[topics.Topic]interface{ Inc() })
 	for {
@@ -204,6 +205,7 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 			commit, open = b.Commit, true
 			gtx = d.tracker.open(b.Commit, b.CommitTime)
 			clear(hookMarks)
+			clear(skipped)
 		}
 		routes := *d.routes.Load()
 		for _, e := range b.Events {
@@ -223,7 +225,13 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 					continue
 				}
 				if uint64(b.Commit) <= h.delivered.Load() {
-					continue // delivered before a restart
+					// Delivered before a restart.
+					if _, seen := skipped[h]; !seen {
+						skipped[h] = struct{}{}
+						d.log.Debug("transaction delivered to the webhook before a restart: skipped",
+							"webhook_id", h.id, "commit_lsn", b.Commit.String(), "delivered_through", state.LSN(h.delivered.Load()).String())
+					}
+					continue
 				}
 				hm := hookMarks[h]
 				if hm == nil {

@@ -147,6 +147,7 @@ func (d *Dispatcher) newHook(def Definition, w state.Webhook) *hook {
 	h.failures.Store(int64(w.FailureCount))
 	h.m.failures.Set(float64(w.FailureCount))
 	h.delivered.Store(uint64(w.DeliveredThrough))
+	d.log.Debug("webhook resumes", "webhook_id", w.ID, "status", w.Status, "delivered_through", w.DeliveredThrough.String())
 	h.loadParked(context.Background())
 	return h
 }

@@ -58,11 +58,11 @@ delivery:
 http:
   listen: 127.0.0.1:0
 log:
-  level: warn
+  level: %s
 webhooks:
   - { id: 1, topic: item.updated, delivery_url: %q, secret: s1 }
   - { id: 2, topic: item.updated, delivery_url: %q, secret: s2 }
-`, db, slot, slot, extraDelivery, srv.URL+"/one", srv.URL+"/two")
+`, db, slot, slot, extraDelivery, logLevel(), srv.URL+"/one", srv.URL+"/two")
 	cfgPath := filepath.Join(dir, "walhook.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -75,8 +75,20 @@ webhooks:
 	return &itemsWorld{db: db, slot: slot, cfgPath: cfgPath, logPath: filepath.Join(dir, "walhook.log"), recv: recv, rows: rows}
 }
 
+// logLevel is the durability tests' walhook log level: warn, or
+// WALHOOK_TEST_LOG_LEVEL to see more of what happened around a failure.
+func logLevel() string {
+	if l := os.Getenv("WALHOOK_TEST_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "warn"
+}
+
 // waitStreaming waits until a walhook streams from the world's slot:
 // changes committed before the slot exists are not walhook's to deliver.
+// A slot is also active while it is being created (its creation waits for
+// a consistent point, and a walhook killed then leaves no slot), so the
+// test waits for the walsender to have started replication.
 func (w *itemsWorld) waitStreaming(t testing.TB) {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), w.db)
@@ -85,9 +97,11 @@ func (w *itemsWorld) waitStreaming(t testing.TB) {
 	}
 	defer conn.Close(context.Background())
 	walhooktest.WaitFor(t, "walhook to stream from slot "+w.slot, func() bool {
-		var active bool
-		err := conn.QueryRow(t.Context(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, w.slot).Scan(&active)
-		return err == nil && active
+		var streaming bool
+		err := conn.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s
+			JOIN pg_stat_replication r ON r.pid = s.active_pid
+			WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming'))`, w.slot).Scan(&streaming)
+		return err == nil && streaming
 	})
 }
 
@@ -160,12 +174,14 @@ func (w *itemsWorld) check(t *testing.T, final map[int]int) (expected, missing, 
 		got[k][row.Version] = true
 	}
 	var examples []string
+	missingBy := map[int64]int{}
 	for _, hook := range []int64{1, 2} {
 		for row, v := range final {
 			for version := 1; version <= v; version++ {
 				expected++
 				if !got[key{hook, int64(row)}][version] {
 					missing++
+					missingBy[hook]++
 					if len(examples) < 10 {
 						examples = append(examples, fmt.Sprintf("webhook %d row %d version %d", hook, row, version))
 					}
@@ -174,7 +190,7 @@ func (w *itemsWorld) check(t *testing.T, final map[int]int) (expected, missing, 
 		}
 	}
 	if missing > 0 {
-		t.Errorf("%d of %d expected deliveries missing, e.g. %v", missing, expected, examples)
+		t.Errorf("%d of %d expected deliveries missing (by webhook: %v), e.g. %v", missing, expected, missingBy, examples)
 		w.logState(t)
 		if logs, err := os.ReadFile(w.logPath); err == nil {
 			lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
@@ -182,6 +198,11 @@ func (w *itemsWorld) check(t *testing.T, final map[int]int) (expected, missing, 
 				lines = lines[len(lines)-60:]
 			}
 			t.Logf("walhook's log (last lines):\n%s", strings.Join(lines, "\n"))
+			if kept, err := os.CreateTemp("", "walhook-failed-*.log"); err == nil {
+				_, _ = kept.Write(logs)
+				kept.Close()
+				t.Logf("walhook's whole log is kept in %s", kept.Name())
+			}
 		}
 	}
 	return expected, missing, dups
