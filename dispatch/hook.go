@@ -18,6 +18,10 @@ type Definition struct {
 	DeliveryURL string
 	Secret      string
 	Signature   string // SignatureWooCommerce (default), SignatureStandardWebhooks or SignatureBoth
+	// Filter is a CEL expression (package filter) an event must satisfy
+	// to be delivered; "" delivers every event. Only configured webhooks
+	// have one.
+	Filter string
 }
 
 // hookDef is a definition with its header values computed once.

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
@@ -91,9 +92,9 @@ func Compile(src string) (*Program, error) {
 	if iss.Err() != nil {
 		errs := iss.Errors()
 		first := errs[0]
-		e := &Error{Message: first.Message}
+		e := &Error{Message: tidy(first.Message)}
 		if loc := first.Location; loc != nil && loc.Line() > 0 {
-			e.Line, e.Column = loc.Line(), loc.Column()+1
+			e.Line, e.Column = within(src, loc.Line(), loc.Column()+1)
 		}
 		if n := len(errs) - 1; n > 0 {
 			e.Message += fmt.Sprintf(" (and %d more %s)", n, plural(n, "problem", "problems"))
@@ -112,6 +113,28 @@ func Compile(src string) (*Program, error) {
 		return nil, &Error{Message: err.Error()}
 	}
 	return &Program{src: src, prg: prg}, nil
+}
+
+// tidy shortens CEL's messages: the token list of a syntax error and the
+// empty container of an unknown name say nothing to a reader.
+func tidy(msg string) string {
+	if i := strings.Index(msg, " expecting {"); i >= 0 && strings.HasPrefix(msg, "Syntax error:") {
+		msg = msg[:i]
+	}
+	msg = strings.Replace(msg, "mismatched input '<EOF>'", "the expression ends too early", 1)
+	return strings.TrimSuffix(msg, " (in container '')")
+}
+
+// within moves a position past the end of src's last line of text (the end
+// of input after trailing new lines) to just past that line, where the
+// expression really stops.
+func within(src string, line, column int) (int, int) {
+	lines := strings.Split(strings.TrimRight(src, " \t\r\n"), "\n")
+	if line > len(lines) {
+		last := lines[len(lines)-1]
+		return len(lines), utf8.RuneCountInString(last) + 1
+	}
+	return line, column
 }
 
 func plural(n int, one, many string) string {
@@ -144,6 +167,12 @@ type Input struct {
 	ready    bool
 	row, old object
 	event    ref.Val
+}
+
+// Reset makes in the input of another event, reusing its memory.
+func (in *Input) Reset(event string, row, old []byte) {
+	in.Event, in.Row, in.Old = event, row, old
+	in.ready = false
 }
 
 // prepare sets up the variables, once; rows are scanned when read.

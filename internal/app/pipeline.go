@@ -134,7 +134,7 @@ func definitions(cfg *config.Config) []dispatch.Definition {
 		}
 		out[i] = dispatch.Definition{
 			ID: w.ID, Name: name, Topic: w.Topic, DeliveryURL: w.DeliveryURL,
-			Secret: w.Secret.Reveal(), Signature: w.Signature,
+			Secret: w.Secret.Reveal(), Signature: w.Signature, Filter: w.Filter,
 		}
 	}
 	return out
