@@ -73,7 +73,7 @@ type Dispatcher struct {
 	work    context.Context      // the context hooks run under; nil before Run
 	routes  atomic.Pointer[routeTable]
 	filters map[int64]*compiledFilter // compiled filters by webhook id; guarded by mu
-	changed chan struct{} // positions or webhooks changed since the last save
+	changed chan struct{}             // positions or webhooks changed since the last save
 }
 
 // New returns a dispatcher.

@@ -192,7 +192,7 @@ func TestWildcardAndFilters(t *testing.T) {
 	}
 
 	for _, c := range []struct {
-		id                      string
+		id                        string
 		delivered, filtered, errs float64
 	}{{"1", 15, 0, 0}, {"2", 3, 6, 0}, {"3", 6, 9, 0}, {"4", 0, 15, 15}, {"5", 1, 0, 0}} {
 		if got := testutil.ToFloat64(metrics.Filtered.WithLabelValues(c.id)); got != c.filtered {
