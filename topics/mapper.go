@@ -3,6 +3,7 @@ package topics
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/walhook/walhook/cdc"
 )
@@ -56,9 +57,10 @@ type Event struct {
 	// without REPLICA IDENTITY FULL). It is nil normally.
 	Omitted []string
 	// Old is the row before an update or a delete as a JSON object,
-	// encoded as Body is (excluded columns left out), when the server sent
-	// the whole old row (REPLICA IDENTITY FULL); nil otherwise. Filters
-	// read it; it is never sent. It may share Body's bytes.
+	// encoded as Body is (excluded columns left out), when the Mapper
+	// keeps old rows (see Mapper.KeepOld) and the server sent the whole
+	// old row (REPLICA IDENTITY FULL); nil otherwise. Filters read it; it
+	// is never sent. It may share Body's bytes.
 	Old []byte
 }
 
@@ -105,7 +107,14 @@ type Mapper struct {
 	codec     *valueCodec
 	buf       []byte // the body being encoded
 	key       []byte // the key being built
+	keepOld   atomic.Bool
 }
+
+// KeepOld sets whether Map fills Event.Old, which costs a second encoding
+// of each update and delete of a REPLICA IDENTITY FULL table: only filters
+// read it. It is off by default and, unlike Map, safe to call from any
+// goroutine; changes mapped after it returns follow the new setting.
+func (m *Mapper) KeepOld(on bool) { m.keepOld.Store(on) }
 
 type tableName struct{ schema, table string }
 
@@ -284,7 +293,7 @@ func (m *Mapper) Map(ch *cdc.Change) (ev Event, ok bool, err error) {
 	}
 	ev.Body = make([]byte, len(m.buf))
 	copy(ev.Body, m.buf)
-	if ch.Op != cdc.OpInsert && e.wholeOld(ch.Old) {
+	if ch.Op != cdc.OpInsert && m.keepOld.Load() && e.wholeOld(ch.Old) {
 		if ch.Op == cdc.OpDelete && len(e.deletedColumns(ch.Old)) == len(e.all) {
 			ev.Old = ev.Body // the deleted payload is the old row
 		} else if ev.Old, err = m.encodeOld(e, ch.Old); err != nil {

@@ -31,8 +31,10 @@ func (w *walhook) buildPipeline(ctx context.Context) error {
 		return pglogrepl.LSN(lsn), err
 	}
 	w.reader = cdc.NewReader(w.cdcCfg)
+	w.mapper = topics.NewMapper(w.resources)
+	w.mapper.KeepOld(hasFilter(cfg))
 	w.router = route.New(route.Options{
-		Mapper:      topics.NewMapper(w.resources),
+		Mapper:      w.mapper,
 		Coalesce:    cfg.Delivery.Coalesce != config.CoalesceNone,
 		CoalesceMax: cfg.Delivery.CoalesceMax,
 		Logger:      w.log.With("component", "route"),
@@ -138,6 +140,18 @@ func definitions(cfg *config.Config) []dispatch.Definition {
 		}
 	}
 	return out
+}
+
+// hasFilter reports whether a configured webhook has a filter, which
+// needs the old rows of updates and deletes (only configured webhooks can
+// have one).
+func hasFilter(cfg *config.Config) bool {
+	for _, w := range cfg.Webhooks {
+		if w.Filter != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // statuses returns the configured status of each configured webhook.
