@@ -177,3 +177,30 @@ func BenchmarkMatch(b *testing.B) {
 		})
 	}
 }
+
+// TestDocumentedExamples evaluates the README's filters.
+func TestDocumentedExamples(t *testing.T) {
+	tests := []struct {
+		src  string
+		in   Input
+		want bool
+	}{
+		{`event != "deleted"
+  && row.stock == 0
+  && (!has(old.stock) || old.stock > 0)`, Input{Event: "updated", Row: []byte(`{"id":1,"stock":0}`), Old: []byte(`{"id":1,"stock":3}`)}, true},
+		{`event != "deleted" && row.stock == 0 && (!has(old.stock) || old.stock > 0)`, Input{Event: "created", Row: []byte(`{"id":1,"stock":0}`)}, true},
+		{`event != "deleted" && row.stock == 0 && (!has(old.stock) || old.stock > 0)`, Input{Event: "updated", Row: []byte(`{"id":1,"stock":0}`), Old: []byte(`{"id":1,"stock":0}`)}, false},
+		{`row.line_items.exists(i, i.sku == "CAP")`, Input{Event: "created", Row: []byte(`{"line_items":[{"sku":"MUG"},{"sku":"CAP"}]}`)}, true},
+		{`timestamp(row.date_paid) > timestamp("2026-01-01T00:00:00Z")`, Input{Event: "created", Row: []byte(`{"date_paid":"2026-11-23T10:55:01.5Z"}`)}, true},
+	}
+	for _, tt := range tests {
+		p, err := Compile(tt.src)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		in := tt.in
+		if got, err := p.Match(&in); got != tt.want || err != nil {
+			t.Errorf("%s on %s: %v, %v; want %v", tt.src, tt.in.Row, got, err, tt.want)
+		}
+	}
+}
