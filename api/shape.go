@@ -87,11 +87,18 @@ func (a *API) shape(r *http.Request, w state.Webhook, context string) webhookJSO
 
 // defaultHooks names what a topic listens to, in place of WooCommerce's
 // action names: "walhook:<resource>:insert|update|delete" for a resource
-// topic, and the message prefix itself for action.<name>, as WooCommerce
-// lists the hook of an action topic.
+// topic (all three for "<resource>.*"), and the message prefix itself for
+// action.<name>, as WooCommerce lists the hook of an action topic.
 func defaultHooks(t topics.Topic) []string {
 	if t.IsAction() {
 		return []string{t.Event}
+	}
+	if t.IsWildcard() {
+		out := []string{}
+		for _, e := range t.Events() {
+			out = append(out, defaultHooks(e)...)
+		}
+		return out
 	}
 	op := map[string]string{topics.EventCreated: "insert", topics.EventUpdated: "update", topics.EventDeleted: "delete"}[t.Event]
 	if op == "" {

@@ -93,6 +93,11 @@ func readFields(params map[string]any) (fields, *apiError) {
 	f.deliveryURL = p.text("delivery_url")
 	f.secret = p.text("secret")
 	f.status = p.text("status")
+	if p.has("filter") {
+		// Refused rather than ignored: a webhook created without the
+		// filter it was sent with would receive every event.
+		p.bad("filter", "filter can only be set in the configuration file (webhooks[].filter); webhooks created through the API receive every event of their topic.")
+	}
 	return f, p.err()
 }
 
@@ -257,6 +262,7 @@ func (a *API) remove(ctx context.Context, id int64, force bool) (state.Webhook, 
 }
 
 // validTopic checks a topic's syntax and that its resource is configured.
+// Besides WooCommerce's topics it accepts walhook's "<resource>.*".
 func (a *API) validTopic(s string) error {
 	t, err := topics.Parse(s)
 	if err != nil {

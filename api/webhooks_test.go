@@ -52,6 +52,16 @@ func TestCreate(t *testing.T) {
 					t.Errorf("got %+v", h)
 				}
 			}},
+		{name: "wildcard topic", body: map[string]any{"topic": "order.*", "delivery_url": "https://hooks.example.com/w"},
+			status: 201, check: func(t *testing.T, h hook, _ response) {
+				if h.Topic != "order.*" || h.Resource != "order" || h.Event != "*" ||
+					strings.Join(h.Hooks, ",") != "walhook:order:insert,walhook:order:update,walhook:order:delete" {
+					t.Errorf("got %+v", h)
+				}
+			}},
+		{name: "wildcard of an unconfigured resource", body: map[string]any{"topic": "invoice.*", "delivery_url": "https://hooks.example.com/a"}, status: 400, code: "woocommerce_rest_shop_webhook_invalid_topic"},
+		{name: "wildcard resource", body: map[string]any{"topic": "*.created", "delivery_url": "https://hooks.example.com/a"}, status: 400, code: "woocommerce_rest_shop_webhook_invalid_topic"},
+		{name: "filter refused", body: map[string]any{"topic": "order.updated", "filter": `row.status == "completed"`, "delivery_url": "https://hooks.example.com/a"}, status: 400, code: "rest_invalid_param"},
 		{name: "id sent", body: map[string]any{"id": 7, "topic": "order.created", "delivery_url": "https://hooks.example.com/a"}, status: 400, code: "woocommerce_rest_shop_webhook_exists"},
 		{name: "bad event", body: map[string]any{"topic": "order.exploded", "delivery_url": "https://hooks.example.com/a"}, status: 400, code: "woocommerce_rest_shop_webhook_invalid_topic"},
 		{name: "unconfigured resource", body: map[string]any{"topic": "invoice.created", "delivery_url": "https://hooks.example.com/a"}, status: 400, code: "woocommerce_rest_shop_webhook_invalid_topic"},

@@ -242,6 +242,10 @@ type Webhook struct {
 	// Signature is "woocommerce" (the default), "standard-webhooks" or
 	// "both".
 	Signature webhook.Signature
+	// Filter is a CEL expression (see package filter) the webhook's events
+	// must satisfy to be delivered; "" delivers every event. It compiled
+	// when the file was loaded.
+	Filter string
 	// Line is the YAML line of the webhook's entry, for messages.
 	Line int
 }

@@ -134,6 +134,7 @@ func TestSpecExample(t *testing.T) {
 		DeliveryURL: "https://hooks.example.com/orders",
 		Secret:      "order-secret",
 		Signature:   webhook.SignatureWooCommerce,
+		Filter:      `row.status == "completed" && old.status != "completed"`,
 		Line:        24,
 	}}
 	if !reflect.DeepEqual(c.Webhooks, want) {
@@ -563,8 +564,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml: %v", err)
 	}
-	if len(c.Webhooks) != 13 {
-		t.Fatalf("config.example.yaml has %d webhooks, want 13", len(c.Webhooks))
+	if len(c.Webhooks) != 15 {
+		t.Fatalf("config.example.yaml has %d webhooks, want 15", len(c.Webhooks))
 	}
 	seen := make(map[string]bool)
 	actions := 0

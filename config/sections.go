@@ -234,6 +234,7 @@ func (d *decoder) webhooks(path string, n *yaml.Node) ([]Webhook, []hookKeys) {
 			{name: "delivery_url", required: true, decode: sensitiveField(d, &w.DeliveryURL, "a URL", deliveryURL, mayHoldSecret)},
 			{name: "secret", decode: scalarField(d, &w.Secret, "a string", secretValue)},
 			{name: "signature", decode: scalarField(d, &w.Signature, "a string", oneOf(webhook.Signatures...))},
+			{name: "filter", decode: d.filterField(&w.Filter)},
 		})
 		hooks = append(hooks, w)
 		keys = append(keys, hookKeys{path: p, got: got})

@@ -72,8 +72,9 @@ type Dispatcher struct {
 	hooks   map[int64]*hook
 	config  map[int64]Definition // webhooks declared in the configuration (their secrets live only here)
 	work    context.Context      // the context hooks run under; nil before Run
-	routes  atomic.Pointer[map[topics.Topic][]*hook]
-	changed chan struct{} // positions or webhooks changed since the last save
+	routes  atomic.Pointer[routeTable]
+	filters map[int64]*compiledFilter // compiled filters by webhook id; guarded by mu
+	changed chan struct{}             // positions or webhooks changed since the last save
 }
 
 // New returns a dispatcher.
@@ -96,6 +97,7 @@ func New(opts Options) *Dispatcher {
 		userAgent: userAgent(opts.Version, opts.Server),
 		hooks:     make(map[int64]*hook),
 		config:    make(map[int64]Definition),
+		filters:   make(map[int64]*compiledFilter),
 		changed:   make(chan struct{}, 1),
 	}
 	if d.client == nil {
@@ -111,7 +113,7 @@ func New(opts Options) *Dispatcher {
 		default:
 		}
 	}
-	empty := map[topics.Topic][]*hook{}
+	empty := routeTable{}
 	d.routes.Store(&empty)
 	return d
 }
@@ -177,7 +179,9 @@ func (d *Dispatcher) Run(ctx context.Context, in <-chan *Batch) error {
 }
 
 // route matches each batch's events to webhooks and queues them on their
-// lanes, tracking every (event, webhook) pair until it is settled.
+// lanes, tracking every (event, webhook) pair until it is settled. An
+// event a webhook's filter leaves out is never queued nor tracked for it:
+// it is settled at once and counted as filtered.
 func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 	var (
 		commit    state.LSN
@@ -187,6 +191,7 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 		skipped   = make(map[*hook]struct{}) // hooks told of a skip in this transaction
 	)
 	eventCounters := make(map[topics.Topic]interface{ Inc() })
+	var fi filterInput
 	for {
 		var b *Batch
 		select {
@@ -219,7 +224,8 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 				eventCounters[e.Topic] = c
 			}
 			c.Inc()
-			for _, h := range routes[e.Topic] {
+			for _, r := range routes[e.Topic] {
+				h := r.h
 				if h.status.Load() == statusPaused {
 					h.m.outcome[webhook.OutcomeSkipped].Inc()
 					continue
@@ -231,6 +237,9 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 						d.log.Debug("transaction delivered to the webhook before a restart: skipped",
 							"webhook_id", h.id, "commit_lsn", b.Commit.String(), "delivered_through", state.LSN(h.delivered.Load()).String())
 					}
+					continue
+				}
+				if !d.pass(r, &fi, e) {
 					continue
 				}
 				hm := hookMarks[h]
@@ -251,6 +260,7 @@ func (d *Dispatcher) route(ctx context.Context, in <-chan *Batch) error {
 				}
 			}
 		}
+		fi.cur = nil // the batch's events may be reused
 		if b.Last {
 			for h, hm := range hookMarks {
 				h.tracker.seal(hm, b.End)

@@ -19,6 +19,10 @@ type Definition struct {
 	DeliveryURL string
 	Secret      string
 	Signature   webhook.Signature // webhook.SignatureWooCommerce when empty
+	// Filter is a CEL expression (package filter) an event must satisfy
+	// to be delivered; "" delivers every event. Only configured webhooks
+	// have one.
+	Filter string
 }
 
 // hookDef is a definition with its header values computed once.

@@ -22,6 +22,8 @@ type Metrics struct {
 	SettledLSN          prometheus.Gauge
 	LagSeconds          prometheus.Gauge
 	Transactions        prometheus.Counter
+	Filtered            *prometheus.CounterVec
+	FilterErrors        *prometheus.CounterVec
 }
 
 // NewMetrics creates the dispatcher's collectors and registers them on reg.
@@ -85,8 +87,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Committed transactions routed to webhooks.",
 		}),
 	}
+	m.Filtered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "walhook_events_filtered_total",
+		Help: "Events a webhook's topic matched that its filter left out (false or failed): settled without a delivery.",
+	}, []string{"webhook"})
+	m.FilterErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "walhook_filter_errors_total",
+		Help: "Evaluations of a webhook's filter that failed (a missing key, a type mismatch, ...), which count as no match.",
+	}, []string{"webhook"})
 	reg.MustRegister(m.Deliveries, m.Attempts, m.AttemptDuration, m.ConsecutiveFailures, m.Status, m.Disables,
-		m.Pings, m.Events, m.QueueDepth, m.InFlight, m.Parked, m.SettledLSN, m.LagSeconds, m.Transactions)
+		m.Pings, m.Events, m.QueueDepth, m.InFlight, m.Parked, m.SettledLSN, m.LagSeconds, m.Transactions,
+		m.Filtered, m.FilterErrors)
 	return m
 }
 
@@ -99,6 +110,10 @@ type hookMetrics struct {
 	disables prometheus.Counter
 	queue    prometheus.Gauge
 	parked   prometheus.Gauge
+	// filtered and filterErrors count what the webhook's filter left out
+	// and its failed evaluations.
+	filtered     prometheus.Counter
+	filterErrors prometheus.Counter
 }
 
 func (m *Metrics) forHook(id, topic string) *hookMetrics {
@@ -110,6 +125,9 @@ func (m *Metrics) forHook(id, topic string) *hookMetrics {
 		disables: m.Disables.WithLabelValues(id),
 		queue:    m.QueueDepth.WithLabelValues(id),
 		parked:   m.Parked.WithLabelValues(id),
+
+		filtered:     m.Filtered.WithLabelValues(id),
+		filterErrors: m.FilterErrors.WithLabelValues(id),
 	}
 	for _, o := range webhook.Outcomes {
 		h.outcome[o] = m.Deliveries.WithLabelValues(id, topic, string(o))
@@ -148,6 +166,8 @@ func (m *Metrics) forget(id, topic string) {
 	m.Disables.DeleteLabelValues(id)
 	m.QueueDepth.DeleteLabelValues(id)
 	m.Parked.DeleteLabelValues(id)
+	m.Filtered.DeleteLabelValues(id)
+	m.FilterErrors.DeleteLabelValues(id)
 	m.Pings.DeleteLabelValues(id, "success")
 	m.Pings.DeleteLabelValues(id, "failed")
 }

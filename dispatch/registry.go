@@ -119,7 +119,12 @@ func (d *Dispatcher) definitionLocked(w state.Webhook) (Definition, error) {
 		if !ok {
 			return def, errors.New("declared in a configuration this instance has not loaded")
 		}
-		def.Secret = c.Secret
+		def.Secret, def.Filter = c.Secret, c.Filter
+	}
+	if def.Filter != "" {
+		if _, err := d.compileFilterLocked(def.ID, def.Filter); err != nil {
+			return def, err
+		}
 	}
 	if def.Signature == "" {
 		def.Signature = webhook.SignatureWooCommerce
@@ -166,12 +171,24 @@ func (d *Dispatcher) removeLocked(h *hook) {
 	}()
 }
 
+// rebuildRoutesLocked lists each webhook under every event topic its topic
+// matches (three for "<resource>.*"), with its compiled filter, and forgets
+// the filters of webhooks that are gone.
 func (d *Dispatcher) rebuildRoutesLocked() {
-	routes := make(map[topics.Topic][]*hook)
+	routes := make(routeTable)
+	filters := make(map[int64]*compiledFilter, len(d.filters))
 	for _, h := range d.hooks {
-		t := h.def.Load().Topic
-		routes[t] = append(routes[t], h)
+		def := h.def.Load()
+		var f *compiledFilter
+		if def.Filter != "" {
+			f = d.filters[h.id] // compiled by definitionLocked
+			filters[h.id] = f
+		}
+		for _, t := range def.Topic.Events() {
+			routes[t] = append(routes[t], route{h: h, f: f})
+		}
 	}
+	d.filters = filters
 	d.routes.Store(&routes)
 }
 
@@ -179,7 +196,13 @@ func (d *Dispatcher) rebuildRoutesLocked() {
 // status is kept while the definition is unchanged.
 func definitionHash(def Definition, status webhook.Status) string {
 	h := sha256.New()
-	for _, s := range []string{def.Name, def.Topic.String(), def.DeliveryURL, def.Secret, string(def.Signature), string(status)} {
+	fields := []string{def.Name, def.Topic.String(), def.DeliveryURL, def.Secret, string(def.Signature), string(status)}
+	if def.Filter != "" {
+		// Only with a filter, so the hash of a webhook without one stays
+		// what it was before filters existed.
+		fields = append(fields, "filter", def.Filter)
+	}
+	for _, s := range fields {
 		h.Write([]byte(strconv.Itoa(len(s))))
 		h.Write([]byte{':'})
 		h.Write([]byte(s))

@@ -10,6 +10,9 @@ import (
 //
 //   - created and updated events carry the row's last image in the
 //     transaction (from its last insert or update);
+//   - an updated event's old row (for filters) is the one before the
+//     transaction's first update of the row, so "status became completed"
+//     holds even when the row was touched again after;
 //   - each kept event stands at the position of the last change of its
 //     kind, so insert → update → delete gives created, updated, deleted
 //     in that order, and delete → insert gives deleted, created;
@@ -21,6 +24,7 @@ func Coalesce(events []*dispatch.Event) []*dispatch.Event {
 	type row struct {
 		created, updated, deleted int // index in events of the kept event, -1 for none
 		image                     []byte
+		old                       []byte // the old row of the first update
 		n                         int
 	}
 	rows := make(map[string]*row, len(events))
@@ -40,6 +44,9 @@ func Coalesce(events []*dispatch.Event) []*dispatch.Event {
 		case topics.EventCreated:
 			r.created, r.image = i, e.Body
 		case topics.EventUpdated:
+			if r.updated < 0 {
+				r.old = e.Old
+			}
 			r.updated, r.image = i, e.Body
 		case topics.EventDeleted:
 			r.deleted = i
@@ -61,9 +68,13 @@ func Coalesce(events []*dispatch.Event) []*dispatch.Event {
 		}
 		switch i {
 		case r.created, r.updated:
-			if string(e.Body) != string(r.image) {
+			old := e.Old
+			if i == r.updated {
+				old = r.old
+			}
+			if string(e.Body) != string(r.image) || string(e.Old) != string(old) {
 				c := *e
-				c.Body = r.image
+				c.Body, c.Old = r.image, old
 				e = &c
 			}
 			out = append(out, e)

@@ -3,6 +3,7 @@ package topics
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/walhook/walhook/cdc"
 )
@@ -55,6 +56,12 @@ type Event struct {
 	// unchanged TOASTed value the server did not send (only possible
 	// without REPLICA IDENTITY FULL). It is nil normally.
 	Omitted []string
+	// Old is the row before an update or a delete as a JSON object,
+	// encoded as Body is (excluded columns left out), when the Mapper
+	// keeps old rows (see Mapper.KeepOld) and the server sent the whole
+	// old row (REPLICA IDENTITY FULL); nil otherwise. Filters read it; it
+	// is never sent. It may share Body's bytes.
+	Old []byte
 }
 
 // maxCachedRelations bounds the Mapper's cache of compiled relations; past
@@ -100,7 +107,14 @@ type Mapper struct {
 	codec     *valueCodec
 	buf       []byte // the body being encoded
 	key       []byte // the key being built
+	keepOld   atomic.Bool
 }
+
+// KeepOld sets whether Map fills Event.Old, which costs a second encoding
+// of each update and delete of a REPLICA IDENTITY FULL table: only filters
+// read it. It is off by default and, unlike Map, safe to call from any
+// goroutine; changes mapped after it returns follow the new setting.
+func (m *Mapper) KeepOld(on bool) { m.keepOld.Store(on) }
 
 type tableName struct{ schema, table string }
 
@@ -279,7 +293,41 @@ func (m *Mapper) Map(ch *cdc.Change) (ev Event, ok bool, err error) {
 	}
 	ev.Body = make([]byte, len(m.buf))
 	copy(ev.Body, m.buf)
+	if ch.Op != cdc.OpInsert && m.keepOld.Load() && e.wholeOld(ch.Old) {
+		if ch.Op == cdc.OpDelete && len(e.deletedColumns(ch.Old)) == len(e.all) {
+			ev.Old = ev.Body // the deleted payload is the old row
+		} else if ev.Old, err = m.encodeOld(e, ch.Old); err != nil {
+			return Event{}, false, err
+		}
+	}
 	return ev, true, nil
+}
+
+// wholeOld reports whether old is the whole old row, as the server sends it
+// under REPLICA IDENTITY FULL.
+func (e *relationEncoder) wholeOld(old []cdc.Value) bool {
+	if e.rel.ReplicaIdentity != 'f' || len(old) != len(e.columns) {
+		return false
+	}
+	for i := range old {
+		if old[i].Kind != cdc.KindText && old[i].Kind != cdc.KindNull {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeOld returns the JSON object of the whole old row.
+func (m *Mapper) encodeOld(e *relationEncoder, old []cdc.Value) ([]byte, error) {
+	var omitted []string
+	b, err := m.appendObject(m.buf[:0], e, old, e.all, &omitted)
+	m.buf = b
+	if err != nil {
+		return nil, fmt.Errorf("%w (in the old row)", err)
+	}
+	out := make([]byte, len(b))
+	copy(out, b)
+	return out, nil
 }
 
 // deletedColumns returns the columns of a deleted payload: the key columns

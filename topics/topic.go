@@ -13,12 +13,20 @@ const (
 	EventCreated = "created"
 	EventUpdated = "updated"
 	EventDeleted = "deleted"
+	// EventAll makes a wildcard topic, "<resource>.*": the resource's
+	// created, updated and deleted events through one webhook. Events
+	// themselves never have it.
+	EventAll = "*"
 )
+
+// resourceEvents are the events of a resource, in the order of a row's life.
+var resourceEvents = [...]string{EventCreated, EventUpdated, EventDeleted}
 
 // ResourceAction is the resource of every action.<name> topic.
 const ResourceAction = "action"
 
-// Topic is a webhook topic: "<resource>.<event>" or "action.<name>".
+// Topic is a webhook topic: "<resource>.<event>", "<resource>.*" or
+// "action.<name>".
 type Topic struct {
 	Resource string
 	Event    string
@@ -30,12 +38,39 @@ func (t Topic) String() string { return t.Resource + "." + t.Event }
 // IsAction reports whether the topic is an action.<name> topic.
 func (t Topic) IsAction() bool { return t.Resource == ResourceAction }
 
+// IsWildcard reports whether the topic is "<resource>.*". ("action.*" is
+// the action named "*", as it always was.)
+func (t Topic) IsWildcard() bool { return t.Event == EventAll && !t.IsAction() }
+
+// Matches reports whether a webhook of topic t receives an event of topic
+// e: the same topic, or e is a created, updated or deleted event of the
+// resource of the wildcard t.
+func (t Topic) Matches(e Topic) bool {
+	if t.IsWildcard() {
+		return e.Resource == t.Resource && (e.Event == EventCreated || e.Event == EventUpdated || e.Event == EventDeleted)
+	}
+	return t == e
+}
+
+// Events returns the topics of the events a webhook of topic t receives:
+// the three of a wildcard, else t itself.
+func (t Topic) Events() []Topic {
+	if !t.IsWildcard() {
+		return []Topic{t}
+	}
+	out := make([]Topic, len(resourceEvents))
+	for i, e := range resourceEvents {
+		out[i] = Topic{Resource: t.Resource, Event: e}
+	}
+	return out
+}
+
 // Parse splits and checks the syntax of a topic. It does not check that
 // the resource is configured; see Validate.
 func Parse(s string) (Topic, error) {
 	resource, event, ok := strings.Cut(s, ".")
 	if !ok || resource == "" || event == "" {
-		return Topic{}, fmt.Errorf("topic %q must be <resource>.<event> or action.<name>", s)
+		return Topic{}, fmt.Errorf("topic %q must be <resource>.<event>, <resource>.* or action.<name>", s)
 	}
 	if strings.ContainsAny(s, " \t\r\n") {
 		return Topic{}, fmt.Errorf("topic %q must not contain white space", s)
@@ -48,10 +83,10 @@ func Parse(s string) (Topic, error) {
 		return Topic{}, fmt.Errorf("topic %q: resource %q must be lower-case letters, digits and _", s, resource)
 	}
 	switch event {
-	case EventCreated, EventUpdated, EventDeleted:
+	case EventCreated, EventUpdated, EventDeleted, EventAll:
 		return t, nil
 	}
-	return Topic{}, fmt.Errorf("topic %q: event %q must be created, updated or deleted", s, event)
+	return Topic{}, fmt.Errorf("topic %q: event %q must be created, updated, deleted or * (all three)", s, event)
 }
 
 // Validate checks that a parsed resource topic names one of resources.

@@ -127,6 +127,7 @@ type walhook struct {
 	prepared *cdc.Prepared
 	// buildPipeline
 	reader     *cdc.Reader
+	mapper     *topics.Mapper
 	router     *route.Router
 	watch      *cdc.PublicationWatch
 	d          *dispatch.Dispatcher

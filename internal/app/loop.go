@@ -85,9 +85,13 @@ func (w *walhook) apply(ctx context.Context, next *config.Config) error {
 	if refused := w.restartNeeded(next); len(refused) > 0 {
 		return fmt.Errorf("changes to %v need a restart; a reload applies webhooks (and their default secret), api.keys and log.level", refused)
 	}
+	if hasFilter(next) {
+		w.mapper.KeepOld(true) // before the filters apply
+	}
 	if err := w.d.SetConfigWebhooks(ctx, definitions(next), statuses(next)); err != nil {
 		return err
 	}
+	w.mapper.KeepOld(hasFilter(next))
 	w.management.SetKeys(apiKeys(next.API.Keys))
 	if w.opts.LogLevel != nil {
 		w.opts.LogLevel.Set(next.Log.Level)

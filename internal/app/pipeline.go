@@ -32,8 +32,10 @@ func (w *walhook) buildPipeline(ctx context.Context) error {
 		return pglogrepl.LSN(lsn), err
 	}
 	w.reader = cdc.NewReader(w.cdcCfg)
+	w.mapper = topics.NewMapper(w.resources)
+	w.mapper.KeepOld(hasFilter(cfg))
 	ropts := route.Options{
-		Mapper:      topics.NewMapper(w.resources),
+		Mapper:      w.mapper,
 		Coalesce:    cfg.Delivery.Coalesce != config.CoalesceNone,
 		CoalesceMax: cfg.Delivery.CoalesceMax,
 		Logger:      w.log.With("component", "route"),
@@ -139,10 +141,22 @@ func definitions(cfg *config.Config) []dispatch.Definition {
 		}
 		out[i] = dispatch.Definition{
 			ID: w.ID, Name: name, Topic: w.Topic, DeliveryURL: w.DeliveryURL,
-			Secret: w.Secret.Reveal(), Signature: w.Signature,
+			Secret: w.Secret.Reveal(), Signature: w.Signature, Filter: w.Filter,
 		}
 	}
 	return out
+}
+
+// hasFilter reports whether a configured webhook has a filter, which
+// needs the old rows of updates and deletes (only configured webhooks can
+// have one).
+func hasFilter(cfg *config.Config) bool {
+	for _, w := range cfg.Webhooks {
+		if w.Filter != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // statuses returns the configured status of each configured webhook.
