@@ -37,7 +37,8 @@ func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg
 	if ev.Topic == def.Topic {
 		header[headerTopic], header[headerResource], header[headerEvent] = def.topic, def.resource, def.event
 	}
-	header[headerSignature] = []string{sg.WooCommerce(ev.Body)}
+	body := ev.Payload()
+	header[headerSignature] = []string{sg.WooCommerce(body)}
 	header[headerID] = def.idText
 	header[headerDelivery] = []string{id}
 	header[headerDeliveryWC] = header[headerDelivery]
@@ -45,11 +46,11 @@ func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg
 		ts := h.d.clock.Now().Unix()
 		header["Webhook-Id"] = []string{id}
 		header["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
-		header["Webhook-Signature"] = []string{sg.StandardWebhooks(id, ts, ev.Body)}
+		header["Webhook-Signature"] = []string{sg.StandardWebhooks(id, ts, body)}
 	}
 	m := h.d.opts.Metrics
 	m.InFlight.Inc()
-	r := post(ctx, h.d.client, h.d.opts.Delivery.Timeout, def.DeliveryURL, header, ev.Body, h.d.opts.Delivery.Retry.RetryAfterCap)
+	r := post(ctx, h.d.client, h.d.opts.Delivery.Timeout, def.DeliveryURL, header, body, h.d.opts.Delivery.Retry.RetryAfterCap)
 	m.InFlight.Dec()
 	h.m.duration.Observe(r.duration.Seconds())
 	h.m.attempts[r.codeClass()].Inc()

@@ -30,6 +30,18 @@ type Event struct {
 	// Commit is the transaction's commit position; with Index it makes
 	// the delivery id.
 	Commit state.LSN
+	// Document, when set, is the body built for the event by its
+	// resource's payload_query: it is what is sent, signed and parked,
+	// while filters keep reading the row image in Body.
+	Document []byte
+}
+
+// Payload returns the bytes sent for e: its Document, or else its Body.
+func (e *Event) Payload() []byte {
+	if e.Document != nil {
+		return e.Document
+	}
+	return e.Body
 }
 
 // RowKey returns the ordering key of a resource's row.

@@ -87,10 +87,10 @@ func (h *hook) writeParked(ctx context.Context, batch []parkReq) bool {
 			Topic:         ev.Topic.String(),
 			DeliveryID:    DeliveryID(def.ID, ev.Commit, ev.Index),
 			CommitLSN:     ev.Commit,
-			Body:          ev.Body,
+			Body:          ev.Payload(),
 			NextAttemptAt: now,
 		}
-		size += int64(len(ev.Body))
+		size += int64(len(ev.Payload()))
 		if req.failure != nil {
 			failures++
 			last = req.failure

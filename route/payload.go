@@ -40,12 +40,12 @@ func (r *Router) Degraded() (reason string, bad bool) {
 	return "", false
 }
 
-// buildBodies replaces the bodies of the created and updated events of
-// resources with a payload query by the documents their query returns,
-// one round trip per resource for the whole batch. It is called on each
-// dispatch batch just before it is handed on: a filter that drops events
-// no webhook wants belongs before this call, so their bodies are never
-// queried. A failing query is retried with backoff until it succeeds or
+// buildBodies gives the created and updated events of resources with a
+// payload query the documents their query returns (Event.Document), one
+// round trip per resource for the whole batch. It is called on each
+// dispatch batch just before it is handed on, and only for events some
+// webhook wants after its filter (Options.Wanted): a filtered event costs
+// no query, and filters read the row image, never the document. A failing query is retried with backoff until it succeeds or
 // ctx ends (then buildBodies returns false and the batch is not handed
 // on). Deleted events and actions keep their bodies.
 func (r *Router) buildBodies(ctx context.Context, events []*dispatch.Event) bool {
@@ -55,7 +55,7 @@ func (r *Router) buildBodies(ctx context.Context, events []*dispatch.Event) bool
 	var keys map[string][]string
 	for _, e := range events {
 		if e.Topic.Event != topics.EventCreated && e.Topic.Event != topics.EventUpdated || e.Topic.IsAction() ||
-			!r.opts.Bodies.Has(e.Topic.Resource) {
+			!r.opts.Bodies.Has(e.Topic.Resource) || r.opts.Wanted != nil && !r.opts.Wanted(e) {
 			continue
 		}
 		if keys == nil {
@@ -73,7 +73,7 @@ func (r *Router) buildBodies(ctx context.Context, events []*dispatch.Event) bool
 				continue
 			}
 			if doc, ok := docs[e.Key]; ok {
-				e.Body = doc
+				e.Document = doc
 			}
 		}
 	}

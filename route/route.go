@@ -31,6 +31,9 @@ type Options struct {
 	// Bodies, if set, builds the bodies of created and updated events of
 	// resources with a payload_query, once per dispatch batch.
 	Bodies Bodies
+	// Wanted, if set, tells whether any webhook will receive an event
+	// (after its filter); bodies are built only for wanted events.
+	Wanted func(*dispatch.Event) bool
 }
 
 // Metrics are the routing stage's collectors.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/shop"
+	"github.com/walhook/walhook/internal/walhooktest"
 )
 
 // TestFilterDeliversExactlyTheCompletions runs the README's filter,
@@ -117,5 +118,49 @@ func TestFilterDeliversExactlyTheCompletions(t *testing.T) {
 	// Filtered events are no deliveries: none is logged or counted as one.
 	if got := in.Metric(t, "walhook_deliveries_total", "webhook", "3"); got != 0 {
 		t.Errorf("walhook_deliveries_total{webhook=3} = %v, want 0", got)
+	}
+}
+
+// TestFilterWithPayloadQuery: with a payload_query on orders, a filter
+// still reads the row as replication sent it (not the built document),
+// the webhook receives the document, and an event no webhook wants costs
+// no query.
+func TestFilterWithPayloadQuery(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	pgtest.Exec(t, db, shop.Schema)
+	recv, url := newReceiver(t, secrets(1))
+	cfg := parseConfig(t, baseConfig(t, db, `resources:
+  order:
+    table: public.orders
+    payload_query: SELECT o.id, jsonb_build_object('document', true, 'id', o.id, 'state', o.status) FROM orders o WHERE o.id = ANY($1)
+`)+fmt.Sprintf(`webhooks:
+  - id: 1
+    topic: order.updated
+    filter: 'row.status == "completed"'
+    delivery_url: %q
+    secret: %q
+`, url+"/completed", secret))
+	in := start(t, cfg)
+
+	pgtest.Exec(t, db,
+		`INSERT INTO orders (id, total) VALUES (1, 10), (2, 20)`,
+		`UPDATE orders SET status = 'processing' WHERE id = 1`,
+		`UPDATE orders SET status = 'completed' WHERE id = 2`,
+	)
+	waitSettled(t, db, cfg.Postgres.Slot)
+	got := recv.Deliveries()
+	if len(got) != 1 || string(got[0].Body) != `{"id": 2, "state": "completed", "document": true}` {
+		var bodies []string
+		for _, d := range got {
+			bodies = append(bodies, string(d.Body))
+		}
+		t.Fatalf("deliveries %q, want the document of order 2 only", bodies)
+	}
+	if !got[0].SignatureOK {
+		t.Error("the document's signature does not verify")
+	}
+	// Only the completed order's update was wanted: one query, for it.
+	if n := walhooktest.Metric(t, in.reg, "walhook_payload_query_duration_seconds", "resource", "order"); n != 1 {
+		t.Errorf("%v payload queries, want 1 (the filtered events cost none)", n)
 	}
 }

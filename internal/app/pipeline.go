@@ -43,6 +43,8 @@ func (w *walhook) buildPipeline(ctx context.Context) error {
 	}
 	if w.payload != nil {
 		ropts.Bodies = w.payload
+		// The dispatcher is built below, before anything is routed.
+		ropts.Wanted = func(e *dispatch.Event) bool { return w.d.Wanted(e) }
 	}
 	w.router = route.New(ropts)
 	w.watch = cdc.NewPublicationWatch(w.cdcCfg, w.tables)
