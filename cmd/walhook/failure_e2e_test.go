@@ -61,7 +61,7 @@ func statuses(t *testing.T, db string) map[int64]string {
 // rows during 10,000 changes gets every other row's events, in order, and
 // no webhook is disabled (the real binary, default failure rules).
 func TestPoisonRowsDoNotBlock(t *testing.T) {
-	bin := walhooktest.Binary(t)
+	bin := walhooktest.PlainBinary(t)
 	w := newItemsWorld(t, 500, "")
 	poison := map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true}
 	var rejected atomic.Int64
@@ -101,7 +101,7 @@ func TestPoisonRowsDoNotBlock(t *testing.T) {
 // everything arrives soon after the load ends (the real binary, default
 // failure rules; the tests' short probe schedule).
 func TestOutageDisablesNothing(t *testing.T) {
-	bin := walhooktest.Binary(t)
+	bin := walhooktest.PlainBinary(t)
 	w := newItemsWorld(t, 1000, "")
 	var down atomic.Bool
 	w.recv.Respond(func(*receiver.Delivery) (int, http.Header) {

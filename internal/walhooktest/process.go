@@ -18,7 +18,13 @@ import (
 // too: the build then reuses the packages the test build compiled (a
 // plain build would compile every dependency a second time, minutes on a
 // cold cache), and the race detector watches the real binary as well.
-var build = sync.OnceValues(func() (string, error) {
+var build = sync.OnceValues(func() (string, error) { return buildWalhook(raceBuild) })
+
+// buildPlain builds the walhook binary without the race detector, once per
+// test binary.
+var buildPlain = sync.OnceValues(func() (string, error) { return buildWalhook(false) })
+
+func buildWalhook(race bool) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -29,7 +35,7 @@ var build = sync.OnceValues(func() (string, error) {
 	}
 	bin := filepath.Join(dir, "walhook")
 	args := []string{"build", "-o", bin}
-	if raceBuild {
+	if race {
 		args = append(args, "-race")
 	}
 	cmd := exec.Command(goTool, append(args, "github.com/walhook/walhook/cmd/walhook")...)
@@ -37,7 +43,21 @@ var build = sync.OnceValues(func() (string, error) {
 		return "", fmt.Errorf("walhooktest: go build walhook: %v\n%s", err, out)
 	}
 	return bin, nil
-})
+}
+
+// PlainBinary is Binary built without the race detector, for tests that
+// put walhook under a sustained load to check what it delivers (under the
+// race detector walhook runs several times slower, and such a test would
+// mostly measure that); the race detector still watches walhook in every
+// other test.
+func PlainBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := buildPlain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
 
 // Binary returns the path of the walhook binary built from this module,
 // building it at the first call of the test binary.
