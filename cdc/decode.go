@@ -328,7 +328,7 @@ func (a *assembler) add(c Change) (step, error) {
 			Xid:        a.xid,
 			CommitLSN:  a.commitLSN,
 			CommitTime: a.commitTime,
-			Changes:    make([]Change, 0, min(a.batchSize, 64)),
+			Changes:    make([]Change, 0, min(a.batchSize, 16)),
 		}
 	}
 	c.Index = a.index

@@ -200,7 +200,7 @@ BEGIN
 					'tax_class', '', 'subtotal', (3.5 * n)::numeric(12,2)::text,
 					'total', (3.5 * n)::numeric(12,2)::text, 'total_tax', '0.00',
 					'sku', 'WOO-' || (100 + n), 'price', 3.5 * n))
-			 FROM generate_series(1, 1 + (x % 3)::int) AS n)
+			 FROM generate_series(1, 3 + (x % 4)::int) AS n)
 		FROM generate_series(x0 + 1, x0 + 6) AS x;
 		UPDATE orders SET status = (ARRAY['processing','on-hold','completed'])[bench_rev + 1],
 			date_paid = now(), bench_rev = bench_rev + 1 WHERE id = ANY (leads);
