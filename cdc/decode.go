@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,11 +59,15 @@ func (a *assembler) reset() {
 }
 
 // feed decodes one pgoutput message (the WAL data of an XLogData message).
-// It never keeps walData: pglogrepl copies tuple data, and logical message
-// contents are copied here.
+// It never keeps walData: row changes are decoded from one copy of it (see
+// decodeRowChange), and logical message contents are copied here.
 func (a *assembler) feed(walData []byte) (step, error) {
 	if len(walData) == 0 {
 		return step{}, errors.New("empty pgoutput message")
+	}
+	switch walData[0] {
+	case 'I', 'U', 'D':
+		return a.rowChange(walData)
 	}
 	msg, err := pglogrepl.ParseV2(walData, false)
 	if err != nil {
@@ -112,44 +117,6 @@ func (a *assembler) feed(walData []byte) (step, error) {
 		a.relationIDs[rel.QualifiedName()] = rel.ID
 		return step{}, nil
 
-	case *pglogrepl.InsertMessageV2:
-		rel, err := a.relation(m.RelationID)
-		if err != nil {
-			return step{}, err
-		}
-		newRow, err := tupleValues(m.Tuple, rel)
-		if err != nil {
-			return step{}, fmt.Errorf("insert into %s: %w", rel.QualifiedName(), err)
-		}
-		return a.add(Change{Op: OpInsert, Rel: rel, New: newRow})
-
-	case *pglogrepl.UpdateMessageV2:
-		rel, err := a.relation(m.RelationID)
-		if err != nil {
-			return step{}, err
-		}
-		newRow, err := tupleValues(m.NewTuple, rel)
-		if err != nil {
-			return step{}, fmt.Errorf("update of %s: new row: %w", rel.QualifiedName(), err)
-		}
-		oldRow, err := tupleValues(m.OldTuple, rel)
-		if err != nil {
-			return step{}, fmt.Errorf("update of %s: old row: %w", rel.QualifiedName(), err)
-		}
-		fillUnchanged(newRow, oldRow)
-		return a.add(Change{Op: OpUpdate, Rel: rel, New: newRow, Old: oldRow})
-
-	case *pglogrepl.DeleteMessageV2:
-		rel, err := a.relation(m.RelationID)
-		if err != nil {
-			return step{}, err
-		}
-		oldRow, err := tupleValues(m.OldTuple, rel)
-		if err != nil {
-			return step{}, fmt.Errorf("delete from %s: %w", rel.QualifiedName(), err)
-		}
-		return a.add(Change{Op: OpDelete, Rel: rel, Old: oldRow})
-
 	case *pglogrepl.LogicalDecodingMessageV2:
 		if !m.Transactional {
 			// Sent at once, whether or not its transaction commits.
@@ -180,6 +147,161 @@ func (a *assembler) feed(walData []byte) (step, error) {
 	return step{}, fmt.Errorf("unexpected pgoutput message %s", msg.Type())
 }
 
+// rowChange decodes an Insert, Update or Delete message. It reads the
+// message itself rather than through pglogrepl, which allocates a copy of
+// every column value: here the message is copied once and the values of
+// both tuples are slices of that copy.
+func (a *assembler) rowChange(walData []byte) (step, error) {
+	kind := walData[0]
+	var name string
+	switch kind {
+	case 'I':
+		name = "Insert"
+	case 'U':
+		name = "Update"
+	default:
+		name = "Delete"
+	}
+	if len(walData) < 6 {
+		return step{}, fmt.Errorf("parse pgoutput message %q: %s message too short (%d bytes)", kind, name, len(walData))
+	}
+	relID := binary.BigEndian.Uint32(walData[1:5])
+	rel, err := a.relation(relID)
+	if err != nil {
+		return step{}, err
+	}
+	data := make([]byte, len(walData)-5)
+	copy(data, walData[5:])
+	d := tupleReader{buf: data}
+	switch kind {
+	case 'I':
+		if d.byte() != 'N' {
+			return step{}, fmt.Errorf("parse pgoutput message %q: insert into %s: expected a new tuple", kind, rel.QualifiedName())
+		}
+		newRow, err := d.tuple(rel)
+		if err == nil {
+			err = d.end()
+		}
+		if err != nil {
+			return step{}, fmt.Errorf("insert into %s: %w", rel.QualifiedName(), err)
+		}
+		return a.add(Change{Op: OpInsert, Rel: rel, New: newRow})
+
+	case 'U':
+		var oldRow []Value
+		t := d.byte()
+		if t == 'K' || t == 'O' {
+			if oldRow, err = d.tuple(rel); err != nil {
+				return step{}, fmt.Errorf("update of %s: old row: %w", rel.QualifiedName(), err)
+			}
+			t = d.byte()
+		}
+		if t != 'N' {
+			return step{}, fmt.Errorf("parse pgoutput message %q: update of %s: expected a new tuple", kind, rel.QualifiedName())
+		}
+		newRow, err := d.tuple(rel)
+		if err == nil {
+			err = d.end()
+		}
+		if err != nil {
+			return step{}, fmt.Errorf("update of %s: new row: %w", rel.QualifiedName(), err)
+		}
+		fillUnchanged(newRow, oldRow)
+		return a.add(Change{Op: OpUpdate, Rel: rel, New: newRow, Old: oldRow})
+
+	default:
+		if t := d.byte(); t != 'K' && t != 'O' {
+			return step{}, fmt.Errorf("parse pgoutput message %q: delete from %s: expected a key or old tuple", kind, rel.QualifiedName())
+		}
+		oldRow, err := d.tuple(rel)
+		if err == nil {
+			err = d.end()
+		}
+		if err != nil {
+			return step{}, fmt.Errorf("delete from %s: %w", rel.QualifiedName(), err)
+		}
+		return a.add(Change{Op: OpDelete, Rel: rel, Old: oldRow})
+	}
+}
+
+// tupleReader reads pgoutput TupleData from buf; a read past the end sets
+// short, and byte returns 0.
+type tupleReader struct {
+	buf   []byte
+	short bool
+}
+
+func (d *tupleReader) byte() byte {
+	if len(d.buf) < 1 {
+		d.short = true
+		return 0
+	}
+	b := d.buf[0]
+	d.buf = d.buf[1:]
+	return b
+}
+
+func (d *tupleReader) take(n int) []byte {
+	if n < 0 || len(d.buf) < n {
+		d.short = true
+		d.buf = nil
+		return nil
+	}
+	b := d.buf[:n:n]
+	d.buf = d.buf[n:]
+	return b
+}
+
+// end reports bytes left after the last tuple, or a message cut short.
+func (d *tupleReader) end() error {
+	if d.short {
+		return errors.New("message cut short")
+	}
+	if len(d.buf) != 0 {
+		return fmt.Errorf("%d bytes after the last tuple", len(d.buf))
+	}
+	return nil
+}
+
+// tuple reads one TupleData of rel: the number of columns, then each
+// column's kind and, for a text value, its length and bytes. Text values
+// are slices of the reader's buffer.
+func (d *tupleReader) tuple(rel *Relation) ([]Value, error) {
+	n := d.take(2)
+	if d.short {
+		return nil, errors.New("message cut short")
+	}
+	cols := int(binary.BigEndian.Uint16(n))
+	if cols != len(rel.Columns) {
+		return nil, fmt.Errorf("tuple has %d columns, relation has %d", cols, len(rel.Columns))
+	}
+	vals := make([]Value, cols)
+	for i := range vals {
+		switch t := d.byte(); t {
+		case pglogrepl.TupleDataTypeNull:
+			vals[i] = Value{Kind: KindNull}
+		case pglogrepl.TupleDataTypeToast:
+			vals[i] = Value{Kind: KindUnchanged}
+		case pglogrepl.TupleDataTypeText:
+			l := d.take(4)
+			if d.short {
+				return nil, errors.New("message cut short")
+			}
+			v := d.take(int(int32(binary.BigEndian.Uint32(l))))
+			if d.short {
+				return nil, errors.New("message cut short")
+			}
+			vals[i] = Value{Kind: KindText, Data: v}
+		default:
+			if d.short {
+				return nil, errors.New("message cut short")
+			}
+			return nil, fmt.Errorf("column %s: unexpected tuple data type %q", rel.Columns[i].Name, t)
+		}
+	}
+	return vals, nil
+}
+
 // relation returns the cached relation for id.
 func (a *assembler) relation(id uint32) (*Relation, error) {
 	rel, ok := a.relations[id]
@@ -206,38 +328,13 @@ func (a *assembler) add(c Change) (step, error) {
 			Xid:        a.xid,
 			CommitLSN:  a.commitLSN,
 			CommitTime: a.commitTime,
-			Changes:    make([]Change, 0, min(a.batchSize, 64)),
+			Changes:    make([]Change, 0, min(a.batchSize, 16)),
 		}
 	}
 	c.Index = a.index
 	a.index++
 	a.cur.Changes = append(a.cur.Changes, c)
 	return step{batch: full, changes: 1}, nil
-}
-
-// tupleValues converts a pgoutput tuple of rel. A nil tuple gives nil.
-// The Data of text values is the tuple's own copy.
-func tupleValues(t *pglogrepl.TupleData, rel *Relation) ([]Value, error) {
-	if t == nil {
-		return nil, nil
-	}
-	if len(t.Columns) != len(rel.Columns) {
-		return nil, fmt.Errorf("tuple has %d columns, relation has %d", len(t.Columns), len(rel.Columns))
-	}
-	vals := make([]Value, len(t.Columns))
-	for i, c := range t.Columns {
-		switch c.DataType {
-		case pglogrepl.TupleDataTypeNull:
-			vals[i] = Value{Kind: KindNull}
-		case pglogrepl.TupleDataTypeToast:
-			vals[i] = Value{Kind: KindUnchanged}
-		case pglogrepl.TupleDataTypeText:
-			vals[i] = Value{Kind: KindText, Data: c.Data}
-		default:
-			return nil, fmt.Errorf("column %s: unexpected tuple data type %q", rel.Columns[i].Name, c.DataType)
-		}
-	}
-	return vals, nil
 }
 
 // fillUnchanged replaces the unchanged TOASTed values of an update's new

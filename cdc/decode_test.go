@@ -208,6 +208,14 @@ func TestAssemblerProtocolErrors(t *testing.T) {
 		"nested begin":         {msgBegin(100, 1), msgBegin(200, 2)},
 		"commit outside tx":    {msgCommit(100, 110)},
 		"column count differs": {msgRelation(1, "t", "id", "v"), msgBegin(100, 1), msgInsert(1, str("x"))},
+		"insert cut short":     {msgRelation(1, "t", "id"), msgBegin(100, 1), msgInsert(1, str("xyz"))[:13]},
+		"insert too short":     {msgRelation(1, "t", "id"), msgBegin(100, 1), []byte{'I', 0, 0}},
+		"bytes after a tuple":  {msgRelation(1, "t", "id"), msgBegin(100, 1), append(msgInsert(1, str("x")), 'N')},
+		"insert without N":     {msgRelation(1, "t", "id"), msgBegin(100, 1), append(binary.BigEndian.AppendUint32([]byte{'I'}, 1), 'X')},
+		"binary value":         {msgRelation(1, "t", "id"), msgBegin(100, 1), append(binary.BigEndian.AppendUint32([]byte{'I'}, 1), 'N', 0, 1, 'b', 0, 0, 0, 0)},
+		"negative length":      {msgRelation(1, "t", "id"), msgBegin(100, 1), append(binary.BigEndian.AppendUint32([]byte{'I'}, 1), 'N', 0, 1, 't', 0xff, 0xff, 0xff, 0xff)},
+		"update without N":     {msgRelation(1, "t", "id"), msgBegin(100, 1), msgUpdate(1, []*string{str("x")}, []*string{str("y")})[:5+1+7]},
+		"delete without tuple": {msgRelation(1, "t", "id"), msgBegin(100, 1), binary.BigEndian.AppendUint32([]byte{'D'}, 1)},
 	} {
 		a := newAssembler(10, slog.New(slog.DiscardHandler))
 		var err error
@@ -218,6 +226,83 @@ func TestAssemblerProtocolErrors(t *testing.T) {
 		}
 		if err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestAssemblerRowChanges: inserts, updates with and without the old row,
+// and deletes with a key or the whole old row decode to their values,
+// which do not share memory with the message fed.
+func TestAssemblerRowChanges(t *testing.T) {
+	a := newAssembler(64, slog.New(slog.DiscardHandler))
+	del := func(kind byte, vals ...*string) []byte {
+		b := binary.BigEndian.AppendUint32([]byte{'D'}, 1)
+		return append(append(b, kind), tuple(vals...)...)
+	}
+	updKey := binary.BigEndian.AppendUint32([]byte{'U'}, 1)
+	updKey = append(append(updKey, 'K'), tuple(str("7"), nil, nil)...)
+	updKey = append(append(updKey, 'N'), tuple(str("7"), str("b"), str("\x00u"))...)
+	msgs := [][]byte{
+		msgRelation(1, "t", "id", "v", "w"),
+		msgBegin(100, 1),
+		msgInsert(1, str("7"), str(""), nil),
+		msgUpdate(1, nil, []*string{str("7"), str("a"), str("\x00u")}),
+		msgUpdate(1, []*string{str("7"), str("a"), str("big")}, []*string{str("7"), str("b"), str("\x00u")}),
+		updKey,
+		del('K', str("7"), nil, nil),
+		del('O', str("7"), str("b"), str("big")),
+	}
+	var b *Batch
+	for _, m := range msgs {
+		st, err := a.feed(m)
+		if err != nil {
+			t.Fatalf("feed %q: %v", m[0], err)
+		}
+		clear(m) // the connection reuses its buffer
+		if st.batch != nil {
+			t.Fatal("a batch before the commit")
+		}
+	}
+	st, err := a.feed(msgCommit(100, 110))
+	if err != nil || st.batch == nil {
+		t.Fatalf("commit: %v, batch %v", err, st.batch)
+	}
+	b = st.batch
+	show := func(row []Value) string {
+		if row == nil {
+			return "-"
+		}
+		var parts []string
+		for _, v := range row {
+			switch v.Kind {
+			case KindNull:
+				parts = append(parts, "NULL")
+			case KindUnchanged:
+				parts = append(parts, "UNCHANGED")
+			default:
+				parts = append(parts, "'"+string(v.Data)+"'")
+			}
+		}
+		return strings.Join(parts, ",")
+	}
+	want := []struct {
+		op       Op
+		new, old string
+	}{
+		{OpInsert, "'7','',NULL", "-"},
+		{OpUpdate, "'7','a',UNCHANGED", "-"},
+		{OpUpdate, "'7','b','big'", "'7','a','big'"},
+		{OpUpdate, "'7','b',UNCHANGED", "'7',NULL,NULL"},
+		{OpDelete, "-", "'7',NULL,NULL"},
+		{OpDelete, "-", "'7','b','big'"},
+	}
+	if len(b.Changes) != len(want) {
+		t.Fatalf("%d changes, want %d", len(b.Changes), len(want))
+	}
+	for i, w := range want {
+		c := b.Changes[i]
+		if c.Op != w.op || show(c.New) != w.new || show(c.Old) != w.old || c.Index != uint32(i) {
+			t.Errorf("change %d: %s new %s old %s index %d; want %s new %s old %s", i, c.Op, show(c.New), show(c.Old), c.Index, w.op, w.new, w.old)
 		}
 	}
 }

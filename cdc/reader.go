@@ -279,6 +279,18 @@ func (r *Reader) startPosition(ctx context.Context, conn *pgconn.PgConn) (pglogr
 func (r *Reader) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- *Batch) error {
 	// Report the position at once: it may include a settled StartLSN.
 	nextStatus := time.Now()
+	// A read waits for the next message until the next status is due: the
+	// connection's read deadline, set when that time moves, rather than a
+	// context per message (which costs a timer and a watcher each). The
+	// end of ctx interrupts a read by moving the deadline to now, once.
+	netConn := conn.Conn()
+	var readDeadline time.Time
+	stopWatch := context.AfterFunc(ctx, func() { _ = netConn.SetReadDeadline(time.Now()) })
+	defer func() {
+		if stopWatch() {
+			_ = netConn.SetReadDeadline(time.Time{})
+		}
+	}()
 	for {
 		if ctx.Err() != nil {
 			r.finalStatus(conn)
@@ -290,10 +302,20 @@ func (r *Reader) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- *Ba
 			}
 			nextStatus = time.Now().Add(r.cfg.StatusInterval)
 		}
+		if !nextStatus.Equal(readDeadline) {
+			if err := netConn.SetReadDeadline(nextStatus); err != nil {
+				return fmt.Errorf("cdc: set the replication connection's read deadline: %w", err)
+			}
+			readDeadline = nextStatus
+			// ctx may have ended before the deadline was set: its watcher
+			// then ran already, and its deadline was replaced.
+			if ctx.Err() != nil {
+				r.finalStatus(conn)
+				return nil
+			}
+		}
 
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := conn.ReceiveMessage(rctx)
-		cancel()
+		raw, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				r.finalStatus(conn)

@@ -31,12 +31,15 @@ func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg
 	header["Content-Type"] = contentJSON
 	header["User-Agent"] = h.d.userAgent
 	header[headerSource] = h.d.source
-	header[headerTopic] = []string{ev.Topic.String()}
-	header[headerResource] = []string{ev.Topic.Resource}
-	header[headerEvent] = []string{ev.Topic.Event}
+	topic := def.topic
 	if ev.Topic == def.Topic {
-		header[headerTopic], header[headerResource], header[headerEvent] = def.topic, def.resource, def.event
+		header[headerResource], header[headerEvent] = def.resource, def.event
+	} else {
+		topic = []string{ev.Topic.String()}
+		header[headerResource] = []string{ev.Topic.Resource}
+		header[headerEvent] = []string{ev.Topic.Event}
 	}
+	header[headerTopic] = topic
 	body := ev.Payload()
 	header[headerSignature] = []string{sg.WooCommerce(body)}
 	header[headerID] = def.idText
@@ -54,7 +57,7 @@ func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg
 	m.InFlight.Dec()
 	h.m.duration.Observe(r.duration.Seconds())
 	h.m.attempts[r.codeClass()].Inc()
-	h.logAttempt(ctx, def, ev.Topic.String(), id, n, r)
+	h.logAttempt(ctx, def, topic[0], id, n, r)
 	return r
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,7 +52,7 @@ func newClient(concurrency int, allowPrivate bool, allow []netip.Prefix, resolve
 		Control:   guard(allowPrivate, allow),
 		Resolver:  resolver,
 	}
-	transport := &http.Transport{
+	transport := &deliveryTransport{&http.Transport{
 		Proxy:                 nil, // deliveries go where the webhook says, not through an environment proxy
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
@@ -61,7 +62,7 @@ func newClient(concurrency int, allowPrivate bool, allow []netip.Prefix, resolve
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: 0, // bounded by the per-attempt context
-	}
+	}}
 	return &http.Client{
 		Transport: transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -69,6 +70,36 @@ func newClient(concurrency int, allowPrivate bool, allow []netip.Prefix, resolve
 		},
 	}
 }
+
+// deliveryTransport is the transport of a client made by NewClient. Such a
+// client follows no redirect and has no cookie jar: post sends through its
+// transport directly (see roundTrip).
+type deliveryTransport struct{ *http.Transport }
+
+// roundTrip sends req with client. A client made by NewClient (no cookie
+// jar, no timeout of its own, redirects never followed) gives the request
+// to its transport directly, as Client.Do would, without the copy of the
+// headers Do makes for redirects; the credentials of a URL's user info go
+// as basic authentication, as Do sends them. Any other client goes
+// through Do.
+func roundTrip(client *http.Client, req *http.Request) (*http.Response, error) {
+	t, ok := client.Transport.(*deliveryTransport)
+	if !ok || client.Jar != nil || client.Timeout != 0 {
+		return client.Do(req)
+	}
+	if u := req.URL.User; u != nil && len(req.Header["Authorization"]) == 0 {
+		password, _ := u.Password()
+		req.SetBasicAuth(u.Username(), password)
+	}
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// excerptBufs holds the buffers response excerpts are read into.
+var excerptBufs = sync.Pool{New: func() any { return new([excerptLimit]byte) }}
 
 // guard returns the dialer's Control hook, which refuses to connect to an
 // address the policy refuses. Its errors name the address, for the
@@ -138,7 +169,7 @@ func post(ctx context.Context, client *http.Client, timeout time.Duration, rawUR
 		return result{err: fmt.Errorf("build request: %w", err), duration: time.Since(start)}
 	}
 	req.Header = header
-	resp, err := client.Do(req)
+	resp, err := roundTrip(client, req)
 	if err != nil {
 		return result{err: cleanError(err), duration: time.Since(start)}
 	}
@@ -148,10 +179,17 @@ func post(ctx context.Context, client *http.Client, timeout time.Duration, rawUR
 	// attempt a failure whatever the status said: the receiver may not have
 	// finished with the delivery. A body longer than what is read here is
 	// not read to its end, and that is no failure.
-	excerpt, err := io.ReadAll(io.LimitReader(resp.Body, excerptLimit))
-	r.excerpt = strings.ToValidUTF8(string(excerpt), "\uFFFD")
+	buf := excerptBufs.Get().(*[excerptLimit]byte)
+	n, err := readFull(resp.Body, buf[:])
+	if n > 0 {
+		r.excerpt = strings.ToValidUTF8(string(buf[:n]), "\uFFFD")
+	}
+	excerptBufs.Put(buf)
 	if err == nil {
+		// The excerpt filled the buffer: drain the rest, up to drainLimit.
 		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	} else if err == io.EOF {
+		err = nil
 	}
 	resp.Body.Close()
 	if err != nil {
@@ -163,6 +201,20 @@ func post(ctx context.Context, client *http.Client, timeout time.Duration, rawUR
 	}
 	r.duration = time.Since(start)
 	return r
+}
+
+// readFull reads from r into buf until buf is full (nil error), r ends
+// (io.EOF, with what was read) or fails.
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // cleanError strips the URL from a client error: it may carry credentials

@@ -11,7 +11,10 @@ type outcome struct {
 	Received   int64 // every record, duplicates and bad ones included
 	Missing    int64
 	Duplicates int64 // a (webhook, row, revision) received again
-	OutOfOrder int64 // a row's revision lower than one already received by the same webhook
+	// OutOfOrder counts a row's revision lower than one already received
+	// by the same webhook, and, with <resource>.* webhooks, a row's event
+	// arriving after a later one (created, updates, deleted).
+	OutOfOrder int64
 	BadSig     int64
 	Unexpected int64 // a good signature but not in the plan
 	First      time.Duration
@@ -65,7 +68,15 @@ func analyze(p plan, recs []record, commits []time.Duration) outcome {
 		}
 		seen[k] = struct{}{}
 		unique++
-		if (wh-1)%len(events) == 1 {
+		if p.perResource {
+			row := key((wh-1)/len(events)+1, 0, rc.id)
+			seq := rowSeq(wh, rc.rev)
+			if prev, ok := lastRev[row]; ok && seq < prev {
+				o.OutOfOrder++
+			} else {
+				lastRev[row] = seq
+			}
+		} else if (wh-1)%len(events) == 1 {
 			row := key(wh, 0, rc.id)
 			if prev, ok := lastRev[row]; ok && rc.rev < prev {
 				o.OutOfOrder++

@@ -6,17 +6,17 @@ import (
 )
 
 // simulate counts the changes of p by walking bench_step's plan: for every
-// transaction, the insert, the updates of existing rows and the delete.
+// transaction, the inserts, the updates of existing rows and the delete.
 func simulate(p plan) (perWebhook [webhookCount + 1]int64) {
 	for i := range p.txns {
 		r, t := int(i%4), i/4
-		perWebhook[webhookID(r, 0)]++
-		for _, id := range []int64{t, t - 1, t - 2} {
+		perWebhook[webhookID(r, 0)] += rowsPerStep
+		for _, id := range []int64{6*(t-1) + 1, 6*(t-2) + 1, 6*(t-3) + 1} {
 			if id >= 1 {
 				perWebhook[webhookID(r, 1)]++
 			}
 		}
-		if t-3 >= 1 {
+		if 6*(t-4)+1 >= 1 {
 			perWebhook[webhookID(r, 2)]++
 		}
 	}
@@ -51,12 +51,16 @@ func TestPlanTxOf(t *testing.T) {
 		wantOK bool
 	}{
 		{"order created", webhookID(2, 0), 1, 0, 2, true},
+		{"order created, sixth row of the step", webhookID(2, 0), 6, 0, 2, true},
+		{"order created in the second step", webhookID(2, 0), 7, 0, 6, true},
 		{"order updated rev 1 in the next step", webhookID(2, 1), 1, 1, 6, true},
 		{"order updated rev 3", webhookID(2, 1), 1, 3, 14, true},
+		{"a row that is not a step's lead is never updated", webhookID(2, 1), 2, 1, 0, false},
 		{"order deleted four steps later", webhookID(2, 2), 1, 0, 18, true},
-		{"coupon created last step", webhookID(0, 0), 10, 0, 36, true},
-		{"row beyond the plan", webhookID(0, 0), 11, 0, 0, false},
-		{"update past the plan", webhookID(3, 1), 9, 2, 0, false},
+		{"a row that is not a step's lead is never deleted", webhookID(2, 2), 3, 0, 0, false},
+		{"coupon created last step", webhookID(0, 0), 60, 0, 36, true},
+		{"row beyond the plan", webhookID(0, 0), 61, 0, 0, false},
+		{"update past the plan", webhookID(3, 1), 49, 2, 0, false},
 		{"revision 4 never happens", webhookID(1, 1), 1, 4, 0, false},
 		{"created with a revision", webhookID(1, 0), 1, 1, 0, false},
 		{"unknown webhook", 13, 1, 0, 0, false},
@@ -72,7 +76,7 @@ func TestPlanTxOf(t *testing.T) {
 }
 
 func TestAnalyze(t *testing.T) {
-	p := plan{txns: 8} // 2 steps per resource: ids 1, 2 created, id 1 updated to rev 1
+	p := plan{txns: 8} // 2 steps per resource: ids 1..12 created, id 1 updated to rev 1
 	var all []record
 	at := time.Duration(0)
 	add := func(recs *[]record, wh int, id int64, rev uint8, sigOK bool) {
@@ -80,8 +84,9 @@ func TestAnalyze(t *testing.T) {
 		*recs = append(*recs, record{at: at, wh: uint8(wh), id: id, rev: rev, sigOK: sigOK})
 	}
 	for r := range resources {
-		add(&all, webhookID(r, 0), 1, 0, true)
-		add(&all, webhookID(r, 0), 2, 0, true)
+		for id := int64(1); id <= 2*rowsPerStep; id++ {
+			add(&all, webhookID(r, 0), id, 0, true)
+		}
 		add(&all, webhookID(r, 1), 1, 1, true)
 	}
 	if got := p.expected(); got != int64(len(all)) {
@@ -114,6 +119,12 @@ func TestAnalyze(t *testing.T) {
 			add(&r, webhookID(2, 1), 1, 3, true)
 			return r
 		}, func(o outcome) bool { return o.OutOfOrder == 1 && o.Duplicates == 0 }},
+		{"per-resource order is not checked across webhooks", func() []record {
+			var r []record
+			add(&r, webhookID(2, 1), 1, 1, true)
+			add(&r, webhookID(2, 0), 1, 0, true)
+			return r
+		}, func(o outcome) bool { return o.OutOfOrder == 0 }},
 		{"bad signature", func() []record {
 			var r []record
 			add(&r, 1, 1, 0, false)
@@ -129,6 +140,34 @@ func TestAnalyze(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if o := analyze(long, tt.build(), nil); !tt.check(o) {
 				t.Errorf("outcome %+v", o)
+			}
+		})
+	}
+}
+
+// TestAnalyzePerResource: with <resource>.* webhooks, a row's created,
+// updates and deleted must arrive in that order.
+func TestAnalyzePerResource(t *testing.T) {
+	p := plan{txns: 40, perResource: true}
+	at := time.Duration(0)
+	rec := func(wh int, id int64, rev uint8) record {
+		at += time.Millisecond
+		return record{at: at, wh: uint8(wh), id: id, rev: rev, sigOK: true}
+	}
+	tests := []struct {
+		name string
+		recs []record
+		want int64
+	}{
+		{"in order", []record{rec(webhookID(2, 0), 1, 0), rec(webhookID(2, 1), 1, 1), rec(webhookID(2, 1), 1, 2), rec(webhookID(2, 2), 1, 0)}, 0},
+		{"updated before created", []record{rec(webhookID(2, 1), 1, 1), rec(webhookID(2, 0), 1, 0)}, 1},
+		{"deleted before updated", []record{rec(webhookID(2, 0), 1, 0), rec(webhookID(2, 2), 1, 0), rec(webhookID(2, 1), 1, 3)}, 1},
+		{"other resources are other rows", []record{rec(webhookID(1, 1), 1, 1), rec(webhookID(2, 0), 1, 0)}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if o := analyze(p, tt.recs, nil); o.OutOfOrder != tt.want || o.Unexpected != 0 {
+				t.Errorf("order violations %d, unexpected %d; want %d, 0", o.OutOfOrder, o.Unexpected, tt.want)
 			}
 		})
 	}
@@ -205,7 +244,7 @@ func firstOf(recs []record, wh int) int {
 // for webhook wh, by searching the plan.
 func planned(p plan, wh int, i int64) (int64, uint8) {
 	var k int64
-	for id := int64(1); id <= p.txns; id++ {
+	for id := int64(1); id <= rowsPerStep*p.txns; id++ {
 		for rev := 0; rev <= 3; rev++ {
 			if _, ok := p.txOf(wh, id, rev); ok {
 				if k == i {

@@ -24,8 +24,8 @@ import (
 
 // httpCeiling POSTs count signed bodies, sampled from what walhook sent
 // (webhook mix in the order of order), to the receiver with workers
-// requests in flight over keep-alive connections, and returns the time
-// until the receiver had every one and how many failed verification.
+// requests in flight over as many keep-alive connections, and returns the
+// time until the receiver had every one and how many failed verification.
 func httpCeiling(ctx context.Context, rv *receiver, baseURL string, order []record, count int64, workers int) (time.Duration, outcome, error) {
 	samples := make([][][]byte, webhookCount+1)
 	for wh := 1; wh <= webhookCount; wh++ {
@@ -38,6 +38,7 @@ func httpCeiling(ctx context.Context, rv *receiver, baseURL string, order []reco
 		Proxy:               nil,
 		MaxIdleConns:        0,
 		MaxIdleConnsPerHost: workers,
+		MaxConnsPerHost:     workers,
 		IdleConnTimeout:     90 * time.Second,
 	}
 	defer transport.CloseIdleConnections()

@@ -1,25 +1,37 @@
 // Command walhook-bench measures walhook end to end on a private
-// PostgreSQL: it runs walhook as a separate process with webhooks for the
-// 12 core topics pointing at a built-in receiver on 127.0.0.1 that
-// verifies every signature, makes WooCommerce-like changes whose every
-// delivery it can predict, and reports throughput, latency, memory, CPU
-// and delivery correctness (missing, duplicates, per-row order, bad
-// signatures), next to the HTTP and decoding ceilings measured in the same
-// run.
+// PostgreSQL, on the shape of a real shop: walhook runs as a separate
+// process with 12 webhooks (one per core topic) all at one receiver host
+// on 127.0.0.1 that verifies every signature; the four shop tables have
+// REPLICA IDENTITY FULL; rows are WooCommerce-like (numeric, jsonb billing
+// and line items, text[], timestamptz; about 650 bytes of JSON on
+// average); walhook writes its INFO delivery log, one JSON line per
+// attempt, to a file. The bench makes changes whose every delivery it can
+// predict, and reports throughput, latency, memory, CPU and delivery
+// correctness (missing, duplicates, per-row order, bad signatures), next
+// to the HTTP and decoding ceilings measured in the same run.
 //
-//	go run ./cmd/walhook-bench                # drain, steady and memory
+//	go run ./cmd/walhook-bench                # drain, steady, drain-resource, memory
 //	go run ./cmd/walhook-bench --quick        # a smoke run of about a minute
-//	go run ./cmd/walhook-bench --scenarios drain --json
+//	go run ./cmd/walhook-bench --scenarios drain --json --cpuprofile cpu.pprof --memprofile allocs.pprof
+//
+// Changes come in transactions of ten: six inserts, three updates and one
+// delete (60/30/10), over the four tables in turn.
 //
 // Scenarios:
 //
-//   - drain: walhook stopped (its slot already created), --changes changes
-//     committed, walhook started; events/s from its start until the last
-//     expected delivery arrives, and the time to the first delivery. The
-//     same backlog is read by pg_recvlogical (the decoding ceiling) and
-//     replayed by a plain Go HTTP client (the HTTP ceiling).
-//   - steady: --rate changes/s for --duration in transactions of five
-//     changes; commit-to-arrival latency percentiles.
+//   - drain (the headline): walhook stopped (its slot already created),
+//     --changes changes committed, walhook started; events/s from its
+//     start until the last expected delivery arrives, and the time to the
+//     first delivery. The same backlog is then replayed by a plain Go HTTP
+//     client with --http-conns connections (signed POSTs of the bodies
+//     walhook sent, to the same receiver): the HTTP ceiling, and walhook's
+//     ratio to it, the headline figure. pg_recvlogical reads the same
+//     backlog: the decoding ceiling.
+//   - steady: --rate changes/s for --duration; commit-to-arrival latency
+//     percentiles.
+//   - drain-resource: the drain through four <resource>.* webhooks (one
+//     per resource) instead of twelve; every row's created, updates and
+//     deleted must arrive in commit order.
 //   - memory: the drain again with --big-changes, to compare peak RSS with
 //     the drain's.
 //   - drain-payload: the drain with a payload_query on orders (a
@@ -58,12 +70,14 @@ type options struct {
 	json        bool
 	quick       bool
 	cpuProfile  string
+	memProfile  string
+	httpConns   int
 }
 
-var allScenarios = []string{"drain", "steady", "memory", "drain-payload"}
+var allScenarios = []string{"drain", "steady", "drain-resource", "memory", "drain-payload"}
 
 // defaultScenarios run when --scenarios is not given.
-var defaultScenarios = []string{"drain", "steady", "memory"}
+var defaultScenarios = []string{"drain", "steady", "drain-resource", "memory"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -81,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("walhook-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	scenarios := fs.String("scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios to run: drain, steady, memory, drain-payload")
+	scenarios := fs.String("scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
 	fs.Int64Var(&o.changes, "changes", 100_000, "changes committed for the drain scenario")
 	fs.Int64Var(&o.bigChanges, "big-changes", 1_000_000, "changes committed for the memory scenario")
 	fs.IntVar(&o.rate, "rate", 500, "changes per second in the steady scenario")
@@ -89,10 +103,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 8, "walhook's delivery.concurrency (deliveries in flight per webhook)")
 	fs.DurationVar(&o.maxTime, "max-time", 10*time.Minute, "stop everything after this long")
 	fs.StringVar(&o.walhook, "walhook", "", "walhook binary to run (default: go build ./cmd/walhook of this module)")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "walhook's log.level (info writes a line per delivery, which costs CPU)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "walhook's log.level (info writes a JSON line per delivery attempt to walhook's log file)")
 	fs.BoolVar(&o.json, "json", false, "also print one JSON line per scenario")
 	fs.BoolVar(&o.quick, "quick", false, "small sizes for a smoke run of about a minute")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a 10s CPU profile of walhook taken during the drain to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of walhook taken during the drain (up to 10s) to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write walhook's allocation profile (allocs, taken at the end of the drain) to this file")
+	fs.IntVar(&o.httpConns, "http-conns", 8, "connections (and requests in flight) of the plain client measuring the HTTP ceiling")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -134,6 +150,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--rate and --duration must be positive")
 	case o.concurrency < 1 || o.concurrency > 256:
 		return o, errors.New("--concurrency must be 1 to 256")
+	case o.httpConns < 1 || o.httpConns > 1024:
+		return o, errors.New("--http-conns must be 1 to 1024")
 	case o.maxTime <= 0:
 		return o, errors.New("--max-time must be positive")
 	}
@@ -172,6 +190,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			r, err = b.drain(ctx, "memory", opts.bigChanges, false)
 		case "drain-payload":
 			r, err = b.drain(ctx, "drain-payload", opts.changes, false)
+		case "drain-resource":
+			r, err = b.drain(ctx, "drain-resource", opts.changes, false)
 		}
 		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -48,6 +48,9 @@ type walhookConfig struct {
 	logLevel                                   string
 	// orderPayloadQuery, when set, is the order resource's payload_query.
 	orderPayloadQuery string
+	// perResource configures one <resource>.* webhook per resource
+	// instead of one webhook per core topic.
+	perResource bool
 }
 
 func (c walhookConfig) yaml() string {
@@ -75,6 +78,14 @@ log:
   level: %s
 webhooks:
 `, c.dbURL, c.slot, c.publication, c.orderOptions(), c.concurrency, c.listen, c.logLevel)
+	if c.perResource {
+		for r := range resources {
+			wh := resourceHookID(r)
+			fmt.Fprintf(&b, "  - { id: %d, topic: %s.*, delivery_url: %q, secret: %q }\n",
+				wh, resources[r], c.receiver+"/hook/"+strconv.Itoa(wh), secretOf(wh))
+		}
+		return b.String()
+	}
 	for r := range resources {
 		for e := range events {
 			wh := webhookID(r, e)

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ type recorder struct {
 	recs  []record
 	valid atomic.Int64 // records with a good signature
 	total atomic.Int64
+	bytes atomic.Int64 // body bytes of every record
 }
 
 func newRecorder(capacity int64) *recorder {
@@ -52,8 +54,8 @@ const samplesPerWebhook = 64
 // records it in the current recorder. Pings are answered 200.
 type receiver struct {
 	epoch   time.Time
-	secrets [webhookCount + 1][]byte
-	macs    [webhookCount + 1]sync.Pool
+	secrets [maxHookID + 1][]byte
+	macs    [maxHookID + 1]sync.Pool
 	rec     atomic.Pointer[recorder]
 	bufs    sync.Pool
 	pings   atomic.Int64
@@ -66,7 +68,7 @@ type receiver struct {
 
 func newReceiver(epoch time.Time) *receiver {
 	rv := &receiver{epoch: epoch}
-	for wh := 1; wh <= webhookCount; wh++ {
+	for wh := 1; wh <= maxHookID; wh++ {
 		secret := []byte(secretOf(wh))
 		rv.secrets[wh] = secret
 		rv.macs[wh].New = func() any { return hmac.New(sha256.New, secret) }
@@ -109,9 +111,17 @@ func (rv *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	rc := record{}
-	if wh, err := strconv.Atoi(whText[0]); err == nil && wh >= 1 && wh <= webhookCount {
-		rc.wh = uint8(wh)
+	if wh, err := strconv.Atoi(whText[0]); err == nil && wh >= 1 && wh <= maxHookID {
 		rc.sigOK = rv.verify(wh, body, req.Header["X-Wc-Webhook-Signature"])
+		rc.wh = uint8(wh)
+		if wh > webhookCount {
+			// A <resource>.* webhook: filed under its event's webhook.
+			rc.wh = 0
+			if e := slices.Index(events[:], req.Header.Get("X-Wc-Webhook-Event")); e >= 0 {
+				rc.wh = uint8(webhookID(wh-webhookCount-1, e))
+			}
+			rc.sigOK = rc.sigOK && rc.wh != 0
+		}
 	}
 	if d := req.Header["X-Wc-Webhook-Delivery-Id"]; len(d) == 1 && len(d[0]) == 32 {
 		_, _ = hex.Decode(rc.did[:], []byte(d[0]))
@@ -126,6 +136,7 @@ func (rv *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rec.recs = append(rec.recs, rc)
 	rec.mu.Unlock()
 	rec.total.Add(1)
+	rec.bytes.Add(int64(len(body)))
 	if rc.sigOK {
 		rec.valid.Add(1)
 	}

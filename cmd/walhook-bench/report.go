@@ -27,6 +27,7 @@ type result struct {
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	CPUSeconds      float64 `json:"cpu_seconds"`
 	CPUPer1000      float64 `json:"cpu_seconds_per_1000_events"`
+	MeanBodyBytes   float64 `json:"mean_body_bytes"`
 	Connections     int64   `json:"receiver_connections"`
 	Expected        int64   `json:"expected"`
 	Received        int64   `json:"received"`
@@ -35,7 +36,7 @@ type result struct {
 	OutOfOrder      int64   `json:"order_violations"`
 	BadSignatures   int64   `json:"bad_signatures"`
 	Unexpected      int64   `json:"unexpected"`
-	HTTPWorkers     int     `json:"http_ceiling_in_flight,omitempty"`
+	HTTPWorkers     int     `json:"http_ceiling_connections,omitempty"`
 	HTTPPerSecond   float64 `json:"http_ceiling_per_second,omitempty"`
 	HTTPRatio       float64 `json:"walhook_to_http_ceiling,omitempty"`
 	HTTPBadSig      int64   `json:"http_ceiling_bad_signatures,omitempty"`
@@ -98,6 +99,7 @@ func printTable(w io.Writer, opts options, results []result) {
 		return fmt.Sprintf(format, v)
 	}
 	row("", func(r result) string { return r.Scenario })
+	row("walhook / HTTP ceiling", func(r result) string { return num(r.HTTPRatio, "%.2f") })
 	row("changes", func(r result) string { return fmt.Sprint(r.Changes) })
 	row("load (s)", func(r result) string { return fmt.Sprintf("%.1f", r.LoadSeconds) })
 	row("walhook events/s", func(r result) string { return fmt.Sprintf("%.0f", r.EventsPerSecond) })
@@ -108,10 +110,10 @@ func printTable(w io.Writer, opts options, results []result) {
 	row("latency p99 (ms)", func(r result) string { return num(r.P99Ms, "%.1f") })
 	row("latency max (ms)", func(r result) string { return num(r.MaxMs, "%.1f") })
 	row("peak RSS (MiB)", func(r result) string { return fmt.Sprintf("%.1f", r.PeakRSSMiB) })
-	row("CPU s / 1000 events", func(r result) string { return fmt.Sprintf("%.3f", r.CPUPer1000) })
+	row("CPU ms / event", func(r result) string { return fmt.Sprintf("%.3f", r.CPUPer1000) })
+	row("mean body (bytes)", func(r result) string { return num(r.MeanBodyBytes, "%.0f") })
 	row("receiver connections", func(r result) string { return fmt.Sprint(r.Connections) })
 	row("HTTP ceiling/s", func(r result) string { return num(r.HTTPPerSecond, "%.0f") })
-	row("walhook / HTTP ceiling", func(r result) string { return num(r.HTTPRatio, "%.2f") })
 	row("decode ceiling/s", func(r result) string { return num(r.DecodePerSecond, "%.0f") })
 	row("walhook / decode ceiling", func(r result) string { return num(r.DecodeRatio, "%.2f") })
 	if slices.ContainsFunc(results, func(r result) bool { return r.PayloadQueries > 0 }) {
@@ -132,9 +134,7 @@ func printTable(w io.Writer, opts options, results []result) {
 	row("unexpected", func(r result) string { return fmt.Sprint(r.Unexpected) })
 	fmt.Fprintln(tw)
 	_ = tw.Flush()
-	fmt.Fprintf(w, "walhook: delivery.concurrency %d per webhook, 12 webhooks, log.level %s", opts.concurrency, opts.logLevel)
-	if opts.logLevel != "info" && opts.logLevel != "debug" {
-		fmt.Fprint(w, " (delivery log lines at info cost CPU; --log-level info to include them)")
-	}
-	fmt.Fprintf(w, ".\nHTTP ceiling: a plain Go client with concurrency x 12 = %d requests in flight; decode ceiling: pg_recvlogical, pgoutput proto 2.\n", opts.concurrency*webhookCount)
+	hooks := "12 webhooks (drain-resource: 4 <resource>.* webhooks)"
+	fmt.Fprintf(w, "walhook: delivery.concurrency %d per webhook, %s at one host, log.level %s (JSON, to a file).\n", opts.concurrency, hooks, opts.logLevel)
+	fmt.Fprintf(w, "HTTP ceiling: a plain Go client, %d connections, signed POSTs of walhook's bodies to the same receiver; decode ceiling: pg_recvlogical, pgoutput proto 2.\n", opts.httpConns)
 }

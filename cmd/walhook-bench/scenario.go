@@ -90,7 +90,7 @@ func newBench(ctx context.Context, opts options, log io.Writer) (_ *bench, err e
 		defer b.srvWG.Done()
 		_ = b.srv.Serve(ln)
 	}()
-	b.logf("receiver on %s; walhook log.level %s (delivery log lines at info cost CPU; --log-level info to include them)", b.recvURL, opts.logLevel)
+	b.logf("receiver on %s; walhook log.level %s, JSON, to a file", b.recvURL, opts.logLevel)
 	return b, nil
 }
 
@@ -158,8 +158,11 @@ func (b *bench) startWalhook(ctx context.Context, scenario, dbURL string) (*proc
 	}
 	cfg := walhookConfig{dbURL: dbURL, slot: slotName, publication: publicationName, listen: addr,
 		receiver: b.recvURL, concurrency: b.opts.concurrency, logLevel: b.opts.logLevel}
-	if scenario == "drain-payload" {
+	switch scenario {
+	case "drain-payload":
 		cfg.orderPayloadQuery = orderPayloadQuery
+	case "drain-resource":
+		cfg.perResource = true
 	}
 	cfgPath := filepath.Join(b.dir, scenario+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.yaml()), 0o600); err != nil {
@@ -212,12 +215,18 @@ func (b *bench) waitDelivered(ctx context.Context, p plan, rec *recorder, commit
 	}
 }
 
-// fetchProfile saves a 10 s CPU profile of walhook once it is ready.
+// fetchProfile saves a CPU profile of walhook, from when it is ready for
+// up to 10 s.
 func fetchProfile(ctx context.Context, p *proc, path string) error {
 	if err := p.waitReady(ctx); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+"/debug/pprof/profile?seconds=10", nil)
+	return fetchPprof(ctx, p.addr, "profile?seconds=10", path)
+}
+
+// fetchPprof saves walhook's /debug/pprof/<name> to path.
+func fetchPprof(ctx context.Context, addr, name, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/"+name, nil)
 	if err != nil {
 		return fmt.Errorf("bench: profile: %w", err)
 	}
@@ -245,6 +254,7 @@ func fetchProfile(ctx context.Context, p *proc, path string) error {
 func (b *bench) drain(ctx context.Context, name string, changes int64, ceilings bool) (result, error) {
 	p := planForChanges(changes)
 	withPayload := name == "drain-payload"
+	p.perResource = name == "drain-resource"
 	if withPayload {
 		for e := range events {
 			p.built[webhookID(orderResource, e)] = true
@@ -313,6 +323,14 @@ func (b *bench) drain(ctx context.Context, name string, changes int64, ceilings 
 	cpu1 := w.cpuTime()
 	res.Connections = b.rv.conns.Load() - conns0
 	res.PeakRSSMiB = float64(w.peak()) / (1 << 20)
+	res.MeanBodyBytes = div(rec.bytes.Load(), rec.total.Load())
+	if ceilings && b.opts.memProfile != "" {
+		if err := fetchPprof(ctx, w.addr, "allocs", b.opts.memProfile); err != nil {
+			b.logf("allocation profile: %v", err)
+		} else {
+			b.logf("allocation profile written to %s", b.opts.memProfile)
+		}
+	}
 	if withPayload {
 		if err := res.payloadFigures(ctx, w.addr, p); err != nil {
 			b.logf("%s: payload query figures: %v", name, err)
@@ -346,8 +364,8 @@ func (b *bench) drain(ctx context.Context, name string, changes int64, ceilings 
 	res.DecodePerSecond = float64(o.Expected) / took.Seconds()
 	res.DecodeRatio = res.EventsPerSecond / res.DecodePerSecond
 
-	workers := b.opts.concurrency * webhookCount
-	b.logf("%s: HTTP ceiling: %d signed POSTs, %d in flight …", name, o.Expected, workers)
+	workers := b.opts.httpConns
+	b.logf("%s: HTTP ceiling: %d signed POSTs, %d connections …", name, o.Expected, workers)
 	took, ho, err := httpCeiling(ctx, b.rv, b.recvURL, rec.snapshot(), o.Expected, workers)
 	if err != nil {
 		return res, err
@@ -414,6 +432,7 @@ func (b *bench) steady(ctx context.Context) (result, error) {
 	cpu1 := w.cpuTime()
 	res.Connections = b.rv.conns.Load() - conns0
 	res.PeakRSSMiB = float64(w.peak()) / (1 << 20)
+	res.MeanBodyBytes = div(rec.bytes.Load(), rec.total.Load())
 	if err := errors.Join(genErr, waitErr, w.stop()); err != nil {
 		return res, err
 	}
