@@ -45,6 +45,13 @@ func buildWalhook(race bool) (string, error) {
 	return bin, nil
 }
 
+// StartPlainBuild starts building PlainBinary's binary in the background,
+// for a TestMain whose later tests need it: on a cold build cache the
+// build takes minutes, which then overlap with the package's other tests.
+func StartPlainBuild() {
+	go func() { _, _ = buildPlain() }()
+}
+
 // PlainBinary is Binary built without the race detector, for tests that
 // put walhook under a sustained load to check what it delivers (under the
 // race detector walhook runs several times slower, and such a test would
