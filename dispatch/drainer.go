@@ -26,7 +26,8 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 // runDrainer retries the webhook's parked deliveries. It has two modes:
 //
 //   - receiver down (breaker open), and once at start when anything is
-//     parked: one probe, the oldest parked delivery, on a schedule that
+//     parked: one probe — the oldest parked delivery, then the next
+//     row's on each following probe — on a schedule that
 //     starts at retry.probe_interval and doubles up to
 //     retry.probe_max_interval. The first success drains everything at
 //     once.
@@ -128,7 +129,14 @@ func (h *hook) breakerOpen() bool {
 // probe retries the oldest parked delivery once and reports whether it
 // was delivered (or nothing is parked any more).
 func (h *hook) probe(ctx context.Context) bool {
-	heads, err := h.d.opts.Store.ParkedHeads(ctx, h.id, 0, farFuture, 1, math.MaxInt64)
+	// Each probe tries the next row's oldest parked delivery, so a row the
+	// receiver rejects for its own reasons cannot keep the breaker open
+	// while other rows would be accepted.
+	heads, err := h.d.opts.Store.ParkedHeads(ctx, h.id, h.probeAfter, farFuture, 1, math.MaxInt64)
+	if err == nil && len(heads) == 0 && h.probeAfter != 0 {
+		h.probeAfter = 0
+		heads, err = h.d.opts.Store.ParkedHeads(ctx, h.id, 0, farFuture, 1, math.MaxInt64)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			h.d.log.Warn("read parked deliveries", "webhook_id", h.id, "error", err)
@@ -144,7 +152,11 @@ func (h *hook) probe(ctx context.Context) bool {
 		h.mu.Unlock()
 		return empty
 	}
+	h.probeAfter = heads[0].ID
 	delivered, _ := h.retryParked(ctx, heads, nil)
+	if delivered > 0 {
+		h.probeAfter = 0
+	}
 	return delivered > 0
 }
 
@@ -280,7 +292,13 @@ func (h *hook) retryParked(ctx context.Context, ps []state.Parked, failedRows ma
 			return len(ok), false
 		}
 		h.recorded(f, r)
-		h.failed(p.RowKey)
+		if p.Attempts == 0 {
+			// A row parked untried (behind the breaker, or behind its own
+			// parked delivery) that now fails is news about the receiver;
+			// a row that had failed before is that row's problem, and its
+			// failing retries must not take the receiver for down.
+			h.failed(p.RowKey)
+		}
 		if failedRows != nil {
 			failedRows[p.RowKey] = true
 		}

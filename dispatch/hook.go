@@ -135,6 +135,8 @@ type hook struct {
 	brk        breaker
 	force      bool // the drainer's next pass delivers everything parked (re-enabled)
 
+	probeAfter int64 // the parked id the last failed probe tried; owned by the drainer
+
 	lastAt   atomic.Int64 // unix nanos of the last delivery
 	lastCode atomic.Int64
 	pinging  atomic.Bool

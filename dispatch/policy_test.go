@@ -460,3 +460,38 @@ func TestHeadersOnTheWire(t *testing.T) {
 		})
 	}
 }
+
+// TestBadRowsRetriedTogetherKeepTheBreakerClosed pins a bug found under
+// load: five bad rows, retried together by the parked schedule, failed
+// across five rows with no success between and opened the breaker, whose
+// probe then kept trying a bad row: healthy rows waited forever. Failed
+// retries of rows that had failed before are those rows' problem, and
+// each probe tries the next row.
+func TestBadRowsRetriedTogetherKeepTheBreakerClosed(t *testing.T) {
+	h := newHarness(t, nil)
+	bad := map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true}
+	h.recv.setAnswer(func(row int) int {
+		if bad[row] {
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	})
+	for r := 1; r <= 5; r++ {
+		h.send(1, r, 100+r) // each bad row's failure is followed by a success
+	}
+	h.settled()
+	if n := h.store.parkedRows(1); n != 5 {
+		t.Fatalf("%d parked, want the 5 bad rows", n)
+	}
+	for i := 0; i < 15; i++ { // each bad row retried a few times
+		before, _ := h.recv.counts()
+		h.fire()
+		h.waitFor("a bad row's parked retry", func() bool { n, _ := h.recv.counts(); return n > before })
+		if h.breakerOpen() {
+			t.Fatal("retries of rows that had failed before opened the breaker")
+		}
+	}
+	_, ok := h.recv.counts()
+	h.send(2, 200, 201, 202)
+	h.waitFor("healthy rows delivered live", func() bool { _, n := h.recv.counts(); return n == ok+3 })
+}

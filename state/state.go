@@ -433,7 +433,7 @@ type DeliveryResult struct {
 func (s *Store) RecordSuccess(ctx context.Context, id int64, r DeliveryResult) error {
 	_, err := s.pool.Exec(ctx, `UPDATE `+s.schema+`.webhooks SET failure_count = 0, failing_since = NULL,
 			last_delivery_at = $2, last_delivery_code = $3, last_delivery_error = ''
-		WHERE id = $1 AND (failure_count <> 0 OR last_delivery_at IS NULL OR last_delivery_at < $2 - interval '1 second' OR last_delivery_error <> '')`,
+		WHERE id = $1 AND (failure_count <> 0 OR last_delivery_at IS NULL OR last_delivery_at < $2::timestamptz - interval '1 second' OR last_delivery_error <> '')`,
 		id, r.At, r.Code)
 	if err != nil {
 		return fmt.Errorf("state: record delivery of webhook %d: %w", id, err)
