@@ -165,3 +165,33 @@ func dbName(t *testing.T, db string) string {
 	}
 	return strings.TrimPrefix(u.Path, "/")
 }
+
+// TestRecordSuccessResetsFailures pins a bug: RecordSuccess's statement
+// failed on its timestamp parameter, so a success after failures left the
+// failure count (and the disable it leads to) in place.
+func TestRecordSuccessResetsFailures(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	s, err := state.Open(ctx, db, "walhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.SyncConfigWebhook(ctx, state.Webhook{ID: 1, Name: "n", Topic: "order.created", DeliveryURL: "https://x.example/", Status: webhook.StatusActive, DefinitionHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := s.RecordFailure(ctx, 1, 2, state.DeliveryResult{At: now, Code: 500, Error: "HTTP 500"}, nil, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordSuccess(ctx, 1, state.DeliveryResult{At: now.Add(time.Second), Code: 200}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Webhook(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.FailureCount != 0 || w.LastDeliveryCode != 200 {
+		t.Errorf("after a success: failure count %d, last code %d; want 0 and 200", w.FailureCount, w.LastDeliveryCode)
+	}
+}
