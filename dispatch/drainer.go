@@ -25,8 +25,8 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // runDrainer retries the webhook's parked deliveries. It has two modes:
 //
-//   - receiver down (breaker open), and once at start when anything is
-//     parked: one probe — the oldest parked delivery, then the next
+//   - receiver down (breaker open), and once at start when probe is set
+//     (deliveries parked by an earlier run): one probe — the oldest parked delivery, then the next
 //     row's on each following probe — on a schedule that
 //     starts at retry.probe_interval and doubles up to
 //     retry.probe_max_interval. The first success drains everything at
@@ -36,7 +36,7 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 //     rescheduled on the parked backoff and does not stop the others.
 //
 // Re-enabling a webhook drains everything at once as well.
-func (h *hook) runDrainer(ctx context.Context) {
+func (h *hook) runDrainer(ctx context.Context, probe bool) {
 	retry := h.d.opts.Delivery.Retry
 	timer := h.d.clock.NewTimer(-1)
 	defer timer.Stop()
@@ -51,9 +51,6 @@ func (h *hook) runDrainer(ctx context.Context) {
 		armed, forProbe = true, probe
 	}
 	probeWait := retry.ProbeInterval
-	h.mu.Lock()
-	probe := h.parkedRows > 0 // parked by an earlier run: probe promptly
-	h.mu.Unlock()
 	if probe {
 		arm(0, true)
 	}

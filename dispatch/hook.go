@@ -155,6 +155,13 @@ func (h *hook) waitingLocked(row string) int { return h.parked[row] + h.pending[
 func (h *hook) start(work context.Context) {
 	ctx, cancel := context.WithCancel(work)
 	h.cancel = cancel
+	// Deliveries parked by an earlier run are probed promptly. This is
+	// decided here, before any lane runs: the drainer's goroutine may
+	// first run after this run's own failures have parked something, and
+	// probing those at once would count a failure too many.
+	h.mu.Lock()
+	probe := h.parkedRows > 0
+	h.mu.Unlock()
 	h.laneMu.Lock()
 	h.spawn = func(l *lane) {
 		h.wg.Add(1)
@@ -176,7 +183,7 @@ func (h *hook) start(work context.Context) {
 	}()
 	go func() {
 		defer h.wg.Done()
-		h.runDrainer(ctx)
+		h.runDrainer(ctx, probe)
 	}()
 }
 
