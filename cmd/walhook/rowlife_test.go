@@ -110,8 +110,8 @@ func (r *lifeReceiver) count() int {
 }
 
 // rowLifeChanges is the size of TestWildcardDrainKeepsRowOrder:
-// WALHOOK_ROWLIFE_CHANGES when set, else 100000 (about 40 s under -race
-// on two busy cores), or 20000 with -short.
+// WALHOOK_ROWLIFE_CHANGES when set, else 40000 (about 15 s on two busy
+// cores), or 20000 with -short.
 func rowLifeChanges(t *testing.T) int {
 	if s := os.Getenv("WALHOOK_ROWLIFE_CHANGES"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -123,7 +123,7 @@ func rowLifeChanges(t *testing.T) int {
 	if testing.Short() {
 		return 20000
 	}
-	return 100000
+	return 40000
 }
 
 // TestWildcardDrainKeepsRowOrder drains a backlog of changes to four
