@@ -19,12 +19,7 @@ import (
 	"github.com/walhook/walhook/internal/walhooktest"
 )
 
-func TestMain(m *testing.M) {
-	// The load tests run a walhook built without the race detector; its
-	// build overlaps with the tests that come first.
-	walhooktest.StartPlainBuild()
-	pgtest.Main(m)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // itemsWorld is the schema and webhooks shared by the durability tests:
 // rows whose version goes up by one with every update, so the expected

@@ -58,10 +58,10 @@ func statuses(t *testing.T, db string) map[int64]string {
 }
 
 // TestPoisonRowsDoNotBlock: a receiver rejecting every delivery about 5
-// rows during 10,000 changes gets every other row's events, in order, and
+// rows during 5,000 changes gets every other row's events, in order, and
 // no webhook is disabled (the real binary, default failure rules).
 func TestPoisonRowsDoNotBlock(t *testing.T) {
-	bin := walhooktest.PlainBinary(t)
+	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 500, "")
 	poison := map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true}
 	var rejected atomic.Int64
@@ -76,7 +76,7 @@ func TestPoisonRowsDoNotBlock(t *testing.T) {
 	p := walhooktest.StartProcess(t, bin, w.cfgPath, w.logPath)
 	defer p.Kill()
 	w.waitStreaming(t)
-	final := w.load(context.Background(), t, 5000, 0)
+	final := w.load(context.Background(), t, 2500, 0)
 	healthy := map[int]int{}
 	changes := 0
 	for row, v := range final {
@@ -102,7 +102,7 @@ func TestPoisonRowsDoNotBlock(t *testing.T) {
 // everything arrives soon after the load ends (the real binary, default
 // failure rules; the tests' short probe schedule).
 func TestOutageDisablesNothing(t *testing.T) {
-	bin := walhooktest.PlainBinary(t)
+	bin := walhooktest.Binary(t)
 	w := newItemsWorld(t, 1000, "")
 	var down atomic.Bool
 	w.recv.Respond(func(*receiver.Delivery) (int, http.Header) {

@@ -140,7 +140,7 @@ func TestWildcardDrainKeepsRowOrder(t *testing.T) {
 	const resources = 4
 	rowsPer := changes / resources / rowLifeSteps
 	const chunk = 250 // rows per step and transaction
-	bin := walhooktest.PlainBinary(t)
+	bin := walhooktest.Binary(t)
 	db := pgtest.NewDatabase(t)
 	var schema, resourcesYAML, hooksYAML strings.Builder
 	recv := &lifeReceiver{secrets: map[string][]byte{}, next: map[string]int{}, seen: map[string]bool{}}

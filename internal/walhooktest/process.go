@@ -20,10 +20,6 @@ import (
 // cold cache), and the race detector watches the real binary as well.
 var build = sync.OnceValues(func() (string, error) { return buildWalhook(raceBuild) })
 
-// buildPlain builds the walhook binary without the race detector, once per
-// test binary.
-var buildPlain = sync.OnceValues(func() (string, error) { return buildWalhook(false) })
-
 func buildWalhook(race bool) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -43,27 +39,6 @@ func buildWalhook(race bool) (string, error) {
 		return "", fmt.Errorf("walhooktest: go build walhook: %v\n%s", err, out)
 	}
 	return bin, nil
-}
-
-// StartPlainBuild starts building PlainBinary's binary in the background,
-// for a TestMain whose later tests need it: on a cold build cache the
-// build takes minutes, which then overlap with the package's other tests.
-func StartPlainBuild() {
-	go func() { _, _ = buildPlain() }()
-}
-
-// PlainBinary is Binary built without the race detector, for tests that
-// put walhook under a sustained load to check what it delivers (under the
-// race detector walhook runs several times slower, and such a test would
-// mostly measure that); the race detector still watches walhook in every
-// other test.
-func PlainBinary(t testing.TB) string {
-	t.Helper()
-	bin, err := buildPlain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
 }
 
 // Binary returns the path of the walhook binary built from this module,
