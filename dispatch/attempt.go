@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Header names as WooCommerce spells them on the wire. They are set as map
@@ -61,29 +62,32 @@ func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg
 	return r
 }
 
+// logAttempt writes the attempt's delivery log line: info when it
+// succeeded, warn when not. The webhook's id and URL come rendered with
+// the logger; the record is handed to the handler directly (it names no
+// source location, so none is looked up).
 func (h *hook) logAttempt(ctx context.Context, def *hookDef, topic, id string, n int, r result) {
 	level := slog.LevelInfo
 	if !r.ok() {
 		level = slog.LevelWarn
 	}
-	log := h.d.opts.DeliveryLogger
+	log := def.deliveryLog
 	if !log.Enabled(ctx, level) {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.Int64("webhook_id", def.ID),
+	rec := slog.NewRecord(time.Now(), level, "webhook delivery", 0)
+	rec.AddAttrs(
 		slog.String("topic", topic),
 		slog.String("delivery_id", id),
-		slog.String("url", def.logURL),
 		slog.Int("attempt", n),
 		slog.Float64("duration_seconds", r.duration.Seconds()),
 		slog.Int("response_code", r.code),
-	}
+	)
 	if r.err != nil {
-		attrs = append(attrs, slog.String("error", r.err.Error()))
+		rec.AddAttrs(slog.String("error", r.err.Error()))
 	}
 	if r.excerpt != "" {
-		attrs = append(attrs, slog.String("response_body", r.excerpt))
+		rec.AddAttrs(slog.String("response_body", r.excerpt))
 	}
-	log.LogAttrs(ctx, level, "webhook delivery", attrs...)
+	_ = log.Handler().Handle(ctx, rec)
 }

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,16 +34,21 @@ type hookDef struct {
 	resource []string
 	event    []string
 	logURL   string
+	// deliveryLog is the delivery logger with the webhook's id and URL,
+	// rendered once instead of on every line.
+	deliveryLog *slog.Logger
 }
 
-func newHookDef(d Definition) *hookDef {
+func newHookDef(d Definition, deliveryLog *slog.Logger) *hookDef {
+	logURL := redactURL(d.DeliveryURL)
 	return &hookDef{
-		Definition: d,
-		idText:     []string{strconv.FormatInt(d.ID, 10)},
-		topic:      []string{d.Topic.String()},
-		resource:   []string{d.Topic.Resource},
-		event:      []string{d.Topic.Event},
-		logURL:     redactURL(d.DeliveryURL),
+		Definition:  d,
+		idText:      []string{strconv.FormatInt(d.ID, 10)},
+		topic:       []string{d.Topic.String()},
+		resource:    []string{d.Topic.Resource},
+		event:       []string{d.Topic.Event},
+		logURL:      logURL,
+		deliveryLog: deliveryLog.With(slog.Int64("webhook_id", d.ID), slog.String("url", logURL)),
 	}
 }
 

@@ -70,7 +70,7 @@ func BenchmarkHotPath(b *testing.B) {
 	m := topics.NewMapper([]topics.Resource{{Name: "order", Table: "orders", KeyColumns: []string{"id"}}})
 	ch := &cdc.Change{Op: cdc.OpUpdate, Rel: benchOrderRelation, New: benchOrderRow, Old: benchOrderRow, Index: 3}
 	def := newHookDef(Definition{ID: 7, Name: "Order updated", Topic: topics.Topic{Resource: "order", Event: "updated"},
-		DeliveryURL: "http://127.0.0.1:8080/hook", Secret: secret, Signature: webhook.SignatureWooCommerce})
+		DeliveryURL: "http://127.0.0.1:8080/hook", Secret: secret, Signature: webhook.SignatureWooCommerce}, discardLogger())
 	source, ua := []string{"https://shop.example.com/"}, userAgent("1.0.0", "17.2")
 
 	// Check once that the pieces fit: the body maps, the signature verifies.

@@ -83,7 +83,7 @@ func (d *Dispatcher) Refresh(ctx context.Context) error {
 		} else if w.Revision != h.revision {
 			old := h.def.Load()
 			if old.Definition != def {
-				h.def.Store(newHookDef(def))
+				h.def.Store(newHookDef(def, d.opts.DeliveryLogger))
 			}
 			h.revision = w.Revision
 			h.loadParked(ctx) // an operator may have discarded them
@@ -140,13 +140,13 @@ func (d *Dispatcher) newHook(def Definition, w state.Webhook) *hook {
 		revision: w.Revision,
 		m:        d.opts.Metrics.forHook(strconv.FormatInt(def.ID, 10), def.Topic.String()),
 		lanes:    make([]atomic.Pointer[lane], max(1, d.opts.Delivery.Concurrency)),
-		parkCh:   make(chan parkReq, laneQueue),
+		parkCh:   make(chan parkReq, parkQueue),
 		wake:     make(chan struct{}, 1),
 		parked:   make(map[string]int),
 		pending:  make(map[string]int),
 		stop:     make(chan struct{}),
 	}
-	h.def.Store(newHookDef(def))
+	h.def.Store(newHookDef(def, d.opts.DeliveryLogger))
 	h.status.Store(parseStatus(w.Status))
 	d.opts.Metrics.setStatus(h.idLabel, w.Status)
 	h.failures.Store(int64(w.FailureCount))

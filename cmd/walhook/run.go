@@ -14,6 +14,7 @@ import (
 
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/app"
+	"github.com/walhook/walhook/internal/logwriter"
 )
 
 // configFlag parses --config (or WALHOOK_CONFIG) from args.
@@ -62,9 +63,22 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		}
 		return err
 	}
+	// The log (a line per delivery attempt at info) goes through a writer
+	// that gathers the lines written during one write into the next.
+	logOut := logwriter.New(stderr)
+	logCtx, stopLog := context.WithCancel(context.Background())
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		logOut.Run(logCtx)
+	}()
+	defer func() {
+		stopLog()
+		<-logDone
+	}()
 	level := new(slog.LevelVar)
 	level.Set(cfg.Log.Level)
-	log := newLoggerAt(stderr, cfg.Log.Format, level)
+	log := newLoggerAt(logOut, cfg.Log.Format, level)
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
@@ -90,6 +104,7 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		select {
 		case <-again:
 			log.Warn("second signal: exiting at once")
+			logOut.Flush()
 			os.Exit(1)
 		case <-finished:
 		}
