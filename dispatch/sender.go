@@ -151,12 +151,17 @@ func (r result) describe() string {
 	return "HTTP " + strconv.Itoa(r.code)
 }
 
-// codeClass returns the metric label of the response: 2xx…5xx or error.
+// codeClasses are the metric labels of responses, by the status's first
+// digit.
+var codeClasses = [...]string{2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+// codeClass returns the metric label of the response: 2xx…5xx, or error
+// (no response, or a status outside 200–599).
 func (r result) codeClass() string {
-	if r.err != nil || r.code < 100 || r.code > 599 {
+	if r.err != nil || r.code < 200 || r.code > 599 {
 		return "error"
 	}
-	return strconv.Itoa(r.code/100) + "xx"
+	return codeClasses[r.code/100]
 }
 
 // post sends one request and reads a bounded part of the response.
