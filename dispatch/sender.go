@@ -62,6 +62,9 @@ func newClient(concurrency int, allowPrivate bool, allow []netip.Prefix, resolve
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: 0, // bounded by the per-attempt context
+		// Only an excerpt of a response is read, for the log: asking for
+		// gzip would cost a header map per request and decompression.
+		DisableCompression: true,
 	}}
 	return &http.Client{
 		Transport: transport,
