@@ -178,10 +178,7 @@ func (a *assembler) rowChange(walData []byte) (step, error) {
 		if d.byte() != 'N' {
 			return step{}, fmt.Errorf("parse pgoutput message %q: insert into %s: expected a new tuple", kind, rel.QualifiedName())
 		}
-		newRow, err := d.tuple(rel)
-		if err == nil {
-			err = d.end()
-		}
+		newRow, err := d.lastTuple(rel)
 		if err != nil {
 			return step{}, fmt.Errorf("insert into %s: %w", rel.QualifiedName(), err)
 		}
@@ -199,10 +196,7 @@ func (a *assembler) rowChange(walData []byte) (step, error) {
 		if t != 'N' {
 			return step{}, fmt.Errorf("parse pgoutput message %q: update of %s: expected a new tuple", kind, rel.QualifiedName())
 		}
-		newRow, err := d.tuple(rel)
-		if err == nil {
-			err = d.end()
-		}
+		newRow, err := d.lastTuple(rel)
 		if err != nil {
 			return step{}, fmt.Errorf("update of %s: new row: %w", rel.QualifiedName(), err)
 		}
@@ -213,10 +207,7 @@ func (a *assembler) rowChange(walData []byte) (step, error) {
 		if t := d.byte(); t != 'K' && t != 'O' {
 			return step{}, fmt.Errorf("parse pgoutput message %q: delete from %s: expected a key or old tuple", kind, rel.QualifiedName())
 		}
-		oldRow, err := d.tuple(rel)
-		if err == nil {
-			err = d.end()
-		}
+		oldRow, err := d.lastTuple(rel)
 		if err != nil {
 			return step{}, fmt.Errorf("delete from %s: %w", rel.QualifiedName(), err)
 		}
@@ -250,6 +241,19 @@ func (d *tupleReader) take(n int) []byte {
 	b := d.buf[:n:n]
 	d.buf = d.buf[n:]
 	return b
+}
+
+// lastTuple reads the message's last tuple: one that bytes follow is an
+// error.
+func (d *tupleReader) lastTuple(rel *Relation) ([]Value, error) {
+	vals, err := d.tuple(rel)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	return vals, nil
 }
 
 // end reports bytes left after the last tuple, or a message cut short.

@@ -94,11 +94,7 @@ func roundTrip(client *http.Client, req *http.Request) (*http.Response, error) {
 		password, _ := u.Password()
 		req.SetBasicAuth(u.Username(), password)
 	}
-	resp, err := t.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return t.RoundTrip(req)
 }
 
 // excerptBufs holds the buffers response excerpts are read into.
@@ -212,7 +208,9 @@ func post(ctx context.Context, client *http.Client, timeout time.Duration, rawUR
 }
 
 // readFull reads from r into buf until buf is full (nil error), r ends
-// (io.EOF, with what was read) or fails.
+// (io.EOF, with what was read) or fails. Unlike io.ReadFull it keeps a
+// body that ended (io.EOF) apart from one cut off (the response body's own
+// io.ErrUnexpectedEOF), which io.ReadFull reports alike.
 func readFull(r io.Reader, buf []byte) (int, error) {
 	n := 0
 	for n < len(buf) {
