@@ -3,14 +3,12 @@ package dispatch
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"time"
 )
 
-// Header names as WooCommerce spells them on the wire. They are set as map
-// keys, not through Header.Set, so Go's canonical form (X-Wc-…) does not
-// replace them.
+// Header names as WooCommerce spells them on the wire (the client sends
+// names as they are given, not in Go's canonical form X-Wc-…).
 const (
 	headerSource     = "X-WC-Webhook-Source"
 	headerTopic      = "X-WC-Webhook-Topic"
@@ -22,43 +20,46 @@ const (
 	headerDeliveryWC = "X-WC-Delivery-ID"
 )
 
-var contentJSON = []string{"application/json"}
-
-// attempt sends one request and writes its delivery log line.
-// header is the caller's to reuse: it is cleared and filled here, and the
-// transport is done with it when the attempt returns.
-func (h *hook) attempt(ctx context.Context, header http.Header, def *hookDef, sg *signer, ev *Event, id string, n int) result {
-	clear(header)
-	header["Content-Type"] = contentJSON
-	header["User-Agent"] = h.d.userAgent
-	header[headerSource] = h.d.source
-	topic := def.topic
-	if ev.Topic == def.Topic {
-		header[headerResource], header[headerEvent] = def.resource, def.event
-	} else {
-		topic = []string{ev.Topic.String()}
-		header[headerResource] = []string{ev.Topic.Resource}
-		header[headerEvent] = []string{ev.Topic.Event}
-	}
-	header[headerTopic] = topic
+// attempt sends one request and writes its delivery log line. scratch is
+// the caller's to reuse: it is emptied and filled here, and the client is
+// done with it when the attempt returns.
+func (h *hook) attempt(ctx context.Context, scratch *[]header, def *hookDef, sg *signer, ev *Event, id string, n int) result {
 	body := ev.Payload()
-	header[headerSignature] = []string{sg.WooCommerce(body)}
-	header[headerID] = def.idText
-	header[headerDelivery] = []string{id}
-	header[headerDeliveryWC] = header[headerDelivery]
+	topic := def.topic
+	hs := append((*scratch)[:0],
+		header{"Content-Type", "application/json"},
+		header{"User-Agent", h.d.userAgent},
+		header{headerSource, h.d.source},
+	)
+	if ev.Topic == def.Topic {
+		hs = append(hs, header{headerResource, def.Topic.Resource}, header{headerEvent, def.Topic.Event})
+	} else {
+		topic = ev.Topic.String()
+		hs = append(hs, header{headerResource, ev.Topic.Resource}, header{headerEvent, ev.Topic.Event})
+	}
+	hs = append(hs,
+		header{headerTopic, topic},
+		header{headerSignature, sg.WooCommerce(body)},
+		header{headerID, def.idText},
+		header{headerDelivery, id},
+		header{headerDeliveryWC, id},
+	)
 	if def.Signature.StandardWebhooks() {
 		ts := h.d.clock.Now().Unix()
-		header["Webhook-Id"] = []string{id}
-		header["Webhook-Timestamp"] = []string{strconv.FormatInt(ts, 10)}
-		header["Webhook-Signature"] = []string{sg.StandardWebhooks(id, ts, body)}
+		hs = append(hs,
+			header{"Webhook-Id", id},
+			header{"Webhook-Timestamp", strconv.FormatInt(ts, 10)},
+			header{"Webhook-Signature", sg.StandardWebhooks(id, ts, body)},
+		)
 	}
+	*scratch = hs
 	m := h.d.opts.Metrics
 	m.InFlight.Inc()
-	r := post(ctx, h.d.client, h.d.opts.Delivery.Timeout, def.DeliveryURL, header, body, h.d.opts.Delivery.Retry.RetryAfterCap)
+	r := post(ctx, h.d.client, h.d.opts.Delivery.Timeout, def.DeliveryURL, hs, body, h.d.opts.Delivery.Retry.RetryAfterCap)
 	m.InFlight.Dec()
 	h.m.duration.Observe(r.duration.Seconds())
 	h.m.attempts[r.codeClass()].Inc()
-	h.logAttempt(ctx, def, topic[0], id, n, r)
+	h.logAttempt(ctx, def, topic, id, n, r)
 	return r
 }
 

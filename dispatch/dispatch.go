@@ -23,7 +23,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +44,7 @@ type Options struct {
 	// Confirm is told the end of every newly settled prefix of
 	// transactions.
 	Confirm func(end state.LSN)
-	Client  *http.Client // nil: NewClient from Delivery
+	Client  *Client      // nil: NewClient from Delivery
 	Logger  *slog.Logger // walhook's log
 	Metrics *Metrics
 	// DeliveryLogger receives one line per delivery attempt (source
@@ -61,9 +60,9 @@ type Dispatcher struct {
 	opts      Options
 	log       *slog.Logger
 	clock     Clock
-	client    *http.Client
-	source    []string
-	userAgent []string
+	client    *Client
+	source    string
+	userAgent string
 
 	tracker    tracker
 	lastRouted atomic.Uint64 // commit LSN of the newest fully routed transaction
@@ -93,7 +92,7 @@ func New(opts Options) *Dispatcher {
 		log:       opts.Logger,
 		clock:     opts.Clock,
 		client:    opts.Client,
-		source:    []string{opts.Source},
+		source:    opts.Source,
 		userAgent: userAgent(opts.Version, opts.Server),
 		hooks:     make(map[int64]*hook),
 		config:    make(map[int64]Definition),
@@ -126,6 +125,9 @@ func (d *Dispatcher) Run(ctx context.Context, in <-chan *Batch) error {
 	// Work outlives ctx by the shutdown grace, so in-flight requests finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	// When work ends (the grace ran out, or Run returns), requests still
+	// in flight are cut and every connection is closed.
+	context.AfterFunc(work, d.client.Abort)
 	d.mu.Lock()
 	d.work = work
 	for _, h := range d.hooks {

@@ -220,12 +220,12 @@ func (h *hook) retryParked(ctx context.Context, ps []state.Parked, failedRows ma
 		go func() {
 			defer wg.Done()
 			sg := newSigner(def.Secret)
-			header := make(http.Header, 14)
+			var scratch []header
 			for i := range next {
 				p := &ps[i]
 				t, _ := topics.Parse(p.Topic)
 				ev := &Event{Event: topics.Event{Topic: t, Body: p.Body}, RowKey: p.RowKey, Commit: p.CommitLSN}
-				results[i] = h.attempt(ctx, header, def, sg, ev, p.DeliveryID, p.Attempts+1)
+				results[i] = h.attempt(ctx, &scratch, def, sg, ev, p.DeliveryID, p.Attempts+1)
 			}
 		}()
 	}

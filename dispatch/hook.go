@@ -29,11 +29,9 @@ type Definition struct {
 // hookDef is a definition with its header values computed once.
 type hookDef struct {
 	Definition
-	idText   []string
-	topic    []string
-	resource []string
-	event    []string
-	logURL   string
+	idText string
+	topic  string
+	logURL string
 	// deliveryLog is the delivery logger with the webhook's id and URL,
 	// rendered once instead of on every line.
 	deliveryLog *slog.Logger
@@ -43,10 +41,8 @@ func newHookDef(d Definition, deliveryLog *slog.Logger) *hookDef {
 	logURL := redactURL(d.DeliveryURL)
 	return &hookDef{
 		Definition:  d,
-		idText:      []string{strconv.FormatInt(d.ID, 10)},
-		topic:       []string{d.Topic.String()},
-		resource:    []string{d.Topic.Resource},
-		event:       []string{d.Topic.Event},
+		idText:      strconv.FormatInt(d.ID, 10),
+		topic:       d.Topic.String(),
 		logURL:      logURL,
 		deliveryLog: deliveryLog.With(slog.Int64("webhook_id", d.ID), slog.String("url", logURL)),
 	}

@@ -92,7 +92,7 @@ func (h *hook) closeLanes() {
 func (h *hook) runLane(ctx context.Context, l *lane) {
 	var sg *signer
 	var sgDef *hookDef
-	header := make(http.Header, 14)
+	var scratch []header
 	for {
 		select {
 		case <-h.stop:
@@ -106,7 +106,7 @@ func (h *hook) runLane(ctx context.Context, l *lane) {
 			if sgDef != def {
 				sg, sgDef = newSigner(def.Secret), def
 			}
-			h.deliverLive(ctx, header, t, def, sg)
+			h.deliverLive(ctx, &scratch, t, def, sg)
 		}
 	}
 }
@@ -115,7 +115,7 @@ func (h *hook) runLane(ctx context.Context, l *lane) {
 // attempt when its row waits behind a parked delivery, the breaker is open
 // or the webhook is disabled; as a failed delivery when its attempts are
 // spent.
-func (h *hook) deliverLive(ctx context.Context, header http.Header, t *task, def *hookDef, sg *signer) {
+func (h *hook) deliverLive(ctx context.Context, scratch *[]header, t *task, def *hookDef, sg *signer) {
 	switch h.status.Load() {
 	case statusPaused, statusRemoved:
 		h.settle(t, webhook.OutcomeSkipped)
@@ -135,7 +135,7 @@ func (h *hook) deliverLive(ctx context.Context, header http.Header, t *task, def
 	retry := h.d.opts.Delivery.Retry
 	var r result
 	for attempt := 1; ; attempt++ {
-		r = h.attempt(ctx, header, def, sg, t.ev, id, attempt)
+		r = h.attempt(ctx, scratch, def, sg, t.ev, id, attempt)
 		if r.ok() {
 			h.succeeded(ctx, r)
 			h.settle(t, webhook.OutcomeSuccess)

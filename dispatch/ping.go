@@ -19,12 +19,12 @@ func (h *hook) ping(ctx context.Context) {
 		defer h.wg.Done()
 		defer h.pinging.Store(false)
 		def := h.def.Load()
-		header := http.Header{
-			"Content-Type": {"application/x-www-form-urlencoded"},
-			"User-Agent":   h.d.userAgent,
+		hs := []header{
+			{"Content-Type", "application/x-www-form-urlencoded"},
+			{"User-Agent", h.d.userAgent},
 		}
 		body := []byte(url.Values{"webhook_id": {strconv.FormatInt(def.ID, 10)}}.Encode())
-		r := post(ctx, h.d.client, h.d.opts.Delivery.Timeout, def.DeliveryURL, header, body, 0)
+		r := post(ctx, h.d.client, h.d.opts.Delivery.Timeout, def.DeliveryURL, hs, body, 0)
 		ok := r.err == nil && r.code == http.StatusOK
 		outcome, result := "success", "HTTP 200"
 		if !ok {

@@ -107,10 +107,10 @@ func sleep(ctx context.Context, clock Clock, stop <-chan struct{}, d time.Durati
 }
 
 // userAgent builds WooCommerce's User-Agent shape naming walhook.
-func userAgent(version, serverVersion string) []string {
+func userAgent(version, serverVersion string) string {
 	ua := "walhook/" + strings.TrimPrefix(version, "v") + " Hookshot"
 	if serverVersion != "" {
 		ua += " (PostgreSQL/" + serverVersion + ")"
 	}
-	return []string{ua}
+	return ua
 }

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -125,7 +127,7 @@ func TestTruncatedBodyIsAFailure(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			url := rawReceiver(t, tc.respond)
-			r := post(t.Context(), client, time.Second, url, http.Header{"Content-Type": {"application/json"}}, []byte(`{"id":1}`), 0)
+			r := post(t.Context(), client, time.Second, url, []header{{"Content-Type", "application/json"}}, []byte(`{"id":1}`), 0)
 			if r.ok() != tc.ok {
 				t.Fatalf("ok() = %v, want %v (code %d, err %v)", r.ok(), tc.ok, r.code, r.err)
 			}
@@ -136,6 +138,164 @@ func TestTruncatedBodyIsAFailure(t *testing.T) {
 				t.Errorf("a cut-off body is class %s, permanent %v: want a retried error", r.codeClass(), r.permanent())
 			}
 		})
+	}
+}
+
+// TestClosedKeepAliveConnectionIsResent pins what the client does when a
+// receiver closes a keep-alive connection while it waits in the pool, as
+// receivers do after their idle timeout: the next delivery finds the
+// connection closed before writing on it, and goes on a new one instead of
+// failing. The receiver sees each delivery once. A request the receiver
+// read before closing the connection without an answer is a failure, and
+// is not sent again.
+func TestClosedKeepAliveConnectionIsResent(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+			var requests, dropped atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				if r.URL.Path == "/drop" {
+					dropped.Add(1)
+					conn, _, err := w.(http.Hijacker).Hijack()
+					if err == nil {
+						conn.Close()
+					}
+					return
+				}
+				requests.Add(1)
+			}))
+			var conns atomic.Int64
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			client := NewClient(1, true, nil)
+			defer client.Abort()
+			if tls {
+				srv.StartTLS()
+				client.fc.TLSConfig.RootCAs = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			body := []byte(`{"id":1}`)
+
+			const rounds = 20
+			for i := range rounds {
+				if r := post(t.Context(), client, 10*time.Second, srv.URL, nil, body, 0); !r.ok() {
+					t.Fatalf("round %d: code %d, err %v: want a delivery", i, r.code, r.err)
+				}
+				// The receiver closes the idle connection the delivery used.
+				srv.CloseClientConnections()
+				waitPeerClosed(t, client)
+			}
+			if got := requests.Load(); got != rounds {
+				t.Errorf("the receiver saw %d requests, want %d", got, rounds)
+			}
+			// Each round after the first found the closed connection, then
+			// dialled: one connection per round.
+			if got := conns.Load(); got != rounds {
+				t.Errorf("%d connections for %d rounds, want one each", got, rounds)
+			}
+
+			// On a kept-alive connection, the receiver reads a request and
+			// closes the connection without answering.
+			if r := post(t.Context(), client, 10*time.Second, srv.URL, nil, body, 0); !r.ok() {
+				t.Fatalf("code %d, err %v: want a delivery", r.code, r.err)
+			}
+			if r := post(t.Context(), client, 10*time.Second, srv.URL+"/drop", nil, body, 0); r.ok() || r.err == nil {
+				t.Fatalf("closed without an answer: code %d, err %v: want a failure", r.code, r.err)
+			}
+			if got := dropped.Load(); got != 1 {
+				t.Errorf("a request read and left unanswered was sent %d times, want once", got)
+			}
+		})
+	}
+}
+
+// waitPeerClosed waits until every connection client holds has seen its
+// receiver close it.
+func waitPeerClosed(t *testing.T, client *Client) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		client.conns.mu.Lock()
+		open := 0
+		for tc := range client.conns.m {
+			if idleOpen(tc.Conn) {
+				open++
+			}
+		}
+		client.conns.mu.Unlock()
+		if open == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open two minutes after the receiver closed them", open)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTLSIsVerified pins HTTPS deliveries: a receiver whose certificate
+// walhook cannot verify gets no delivery, and one it can gets the delivery
+// over HTTP/1.1.
+func TestTLSIsVerified(t *testing.T) {
+	var proto atomic.Value
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(r.Proto)
+	}))
+	defer srv.Close()
+	body := []byte(`{"id":1}`)
+
+	untrusting := NewClient(1, true, nil)
+	defer untrusting.Abort()
+	r := post(t.Context(), untrusting, 10*time.Second, srv.URL, nil, body, 0)
+	if r.ok() || r.err == nil || !strings.Contains(r.err.Error(), "certificate") {
+		t.Fatalf("unverifiable certificate: code %d, err %v: want a certificate error", r.code, r.err)
+	}
+	if proto.Load() != nil {
+		t.Fatal("the receiver got a request over an unverified connection")
+	}
+
+	trusting := NewClient(1, true, nil)
+	defer trusting.Abort()
+	trusting.fc.TLSConfig.RootCAs = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	if r := post(t.Context(), trusting, 10*time.Second, srv.URL, nil, body, 0); !r.ok() {
+		t.Fatalf("verifiable certificate: code %d, err %v: want a delivery", r.code, r.err)
+	}
+	if got := proto.Load(); got != "HTTP/1.1" {
+		t.Errorf("delivered over %v, want HTTP/1.1", got)
+	}
+}
+
+// TestAbortCutsRequestsInFlight pins the shutdown path: when the
+// dispatcher's grace has run out it aborts the client, and a request
+// waiting on a receiver that never answers fails at once instead of at its
+// timeout; later requests are refused.
+func TestAbortCutsRequestsInFlight(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	client := NewClient(1, true, nil)
+	done := make(chan result, 1)
+	go func() {
+		done <- post(context.Background(), client, time.Hour, srv.URL, nil, []byte(`{}`), 0)
+	}()
+	<-arrived
+	client.Abort()
+	r := <-done
+	if r.err == nil || r.err.Error() == "timed out" {
+		t.Fatalf("code %d, err %v: want the request cut by Abort", r.code, r.err)
+	}
+	if r := post(context.Background(), client, time.Hour, srv.URL, nil, []byte(`{}`), 0); !errors.Is(r.err, errClientClosed) {
+		t.Fatalf("after Abort: code %d, err %v, want %v", r.code, r.err, errClientClosed)
 	}
 }
 
@@ -260,7 +420,7 @@ func TestGuardRefusesResolvedNames(t *testing.T) {
 	for _, name := range []string{"allowed.test", "nat64.test", "sixtofour.test", "compat.test", "zero.test", "thisnet.test",
 		"ietf.test", "bench.test", "reserved.test", "broadcast.test", "private.test"} {
 		t.Run(name, func(t *testing.T) {
-			r := post(t.Context(), client, 5*time.Second, "http://"+name+":"+port+"/hook", http.Header{}, []byte("{}"), 0)
+			r := post(t.Context(), client, 5*time.Second, "http://"+name+":"+port+"/hook", nil, []byte("{}"), 0)
 			if name == "allowed.test" {
 				if !r.ok() {
 					t.Fatalf("allowed name not delivered: code %d, err %v", r.code, r.err)

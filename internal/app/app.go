@@ -54,8 +54,6 @@ type Options struct {
 	Load func() (*config.Config, error)
 	// Listening, if set, is told the HTTP listener's address once it listens.
 	Listening func(addr net.Addr)
-	// Client overrides the delivery HTTP client (tests).
-	Client *http.Client
 	// PublicationCheckInterval is how often the publication is checked
 	// for mapped tables that were dropped and created again. Zero means
 	// 30s.

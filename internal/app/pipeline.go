@@ -57,7 +57,6 @@ func (w *walhook) buildPipeline(ctx context.Context) error {
 		Delivery:       cfg.Delivery,
 		Store:          w.store,
 		Confirm:        func(end state.LSN) { w.reader.Confirm(pglogrepl.LSN(end)) },
-		Client:         w.opts.Client,
 		Logger:         w.log.With("component", "dispatch"),
 		DeliveryLogger: w.log.With("source", "webhooks-delivery"),
 		Metrics:        w.dispatchMetrics,
