@@ -404,6 +404,9 @@ func cleanError(err error) error {
 		return errors.New("timed out")
 	case errors.Is(err, fasthttp.ErrConnectionClosed):
 		return errors.New("connection closed before a response")
+	case errors.Is(err, fasthttp.ErrSmallReadBuffer), errors.As(err, new(*fasthttp.ErrSmallBuffer)):
+		// fasthttp's message quotes the headers; the log needs no copy.
+		return fmt.Errorf("response headers over %d KiB", headerLimit>>10)
 	}
 	return err
 }

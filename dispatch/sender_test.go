@@ -114,6 +114,13 @@ func TestTruncatedBodyIsAFailure(t *testing.T) {
 			errHas: "cut off",
 		},
 		{
+			name: "headers over the limit",
+			respond: func(w *bufio.Writer, _ <-chan struct{}) {
+				fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nX-Big: %s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("x", headerLimit))
+			},
+			errHas: "response headers over 16 KiB",
+		},
+		{
 			name: "body stalls past the timeout",
 			respond: func(w *bufio.Writer, stop <-chan struct{}) {
 				fmt.Fprint(w, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
@@ -267,6 +274,30 @@ func TestTLSIsVerified(t *testing.T) {
 	}
 	if got := proto.Load(); got != "HTTP/1.1" {
 		t.Errorf("delivered over %v, want HTTP/1.1", got)
+	}
+}
+
+// TestURLReachesTheReceiver pins how a delivery URL goes on the wire: its
+// credentials as basic authentication (never in the Host header), its
+// path and query as written.
+func TestURLReachesTheReceiver(t *testing.T) {
+	type seen struct{ user, pass, host, uri string }
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		got <- seen{user, pass, r.Host, r.RequestURI}
+	}))
+	defer srv.Close()
+	client := NewClient(1, true, nil)
+	defer client.Abort()
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	r := post(t.Context(), client, 10*time.Second, "http://hook%40user:p%3Ass@"+hostPort+"/a/b%2Fc?x=1&y=%20", nil, []byte(`{}`), 0)
+	if !r.ok() {
+		t.Fatalf("code %d, err %v", r.code, r.err)
+	}
+	want := seen{"hook@user", "p:ss", hostPort, "/a/b%2Fc?x=1&y=%20"}
+	if s := <-got; s != want {
+		t.Errorf("the receiver saw %+v, want %+v", s, want)
 	}
 }
 

@@ -196,20 +196,28 @@ func (w *itemsWorld) check(t *testing.T, final map[int]int) (expected, missing, 
 	if missing > 0 {
 		t.Errorf("%d of %d expected deliveries missing (by webhook: %v), e.g. %v", missing, expected, missingBy, examples)
 		w.logState(t)
-		if logs, err := os.ReadFile(w.logPath); err == nil {
-			lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
-			if len(lines) > 60 {
-				lines = lines[len(lines)-60:]
-			}
-			t.Logf("walhook's log (last lines):\n%s", strings.Join(lines, "\n"))
-			if kept, err := os.CreateTemp("", "walhook-failed-*.log"); err == nil {
-				_, _ = kept.Write(logs)
-				kept.Close()
-				t.Logf("walhook's whole log is kept in %s", kept.Name())
-			}
-		}
+		w.keepLog(t)
 	}
 	return expected, missing, dups
+}
+
+// keepLog logs the last lines of walhook's log and keeps the whole of it
+// in a file that outlives the test.
+func (w *itemsWorld) keepLog(t *testing.T) {
+	logs, err := os.ReadFile(w.logPath)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	t.Logf("walhook's log (last lines):\n%s", strings.Join(lines, "\n"))
+	if kept, err := os.CreateTemp("", "walhook-failed-*.log"); err == nil {
+		_, _ = kept.Write(logs)
+		kept.Close()
+		t.Logf("walhook's whole log is kept in %s", kept.Name())
+	}
 }
 
 // logState logs walhook's stored webhooks and parked deliveries, to tell
@@ -294,6 +302,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 		}
 		if err := p.Terminate(t); err != nil {
 			t.Errorf("walhook exited with %v after SIGTERM, want 0", err)
+			w.keepLog(t)
 		}
 		break
 	}

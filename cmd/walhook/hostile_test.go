@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -214,6 +215,52 @@ http: { listen: '0.0.0.0:0', pprof: true }
 	}
 	if !regexp.MustCompile(`"level":"WARN","msg":"http.pprof serves /debug/pprof/ on 0.0.0.0:0, which is not a loopback address`).MatchString(out) {
 		t.Errorf("no pprof warning:\n%s", out)
+	}
+}
+
+// TestSigtermDuringStartExitsCleanly pins a stop reported as a failure:
+// SIGTERM while walhook was still connecting to PostgreSQL made it log an
+// error and exit 1. A stop asked for during the start is a clean exit.
+func TestSigtermDuringStartExitsCleanly(t *testing.T) {
+	// A "database" that accepts connections and never answers: the start
+	// waits on it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	path := writeFile(t, "walhook.yaml", fmt.Sprintf(`postgres:
+  url: postgres://walhook:pw@%s/x?connect_timeout=600
+source: https://shop.example.com/
+http: { listen: '127.0.0.1:0' }
+`, ln.Addr()))
+	logPath := filepath.Join(t.TempDir(), "walhook.log")
+	p := walhooktest.StartProcess(t, walhooktest.Binary(t), path, logPath)
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-p.Done():
+		t.Fatalf("walhook exited before connecting: %v", p.Err())
+	case <-time.After(walhooktest.Patience()):
+		t.Fatal("walhook did not connect to the database")
+	}
+	err = p.Terminate(t)
+	out, _ := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatalf("SIGTERM while starting: %v, want exit 0:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `"msg":"walhook stopped before it had started"`) || strings.Contains(string(out), `"level":"ERROR"`) {
+		t.Errorf("SIGTERM while starting: want an info line saying walhook stopped before it had started, and no error:\n%s", out)
 	}
 }
 

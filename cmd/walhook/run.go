@@ -137,11 +137,17 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		Reload:     reloads,
 		Load:       func() (*config.Config, error) { return loadConfig(*path) },
 	})
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled):
+		// SIGINT or SIGTERM came while walhook was starting: the start
+		// was cut short, as asked, and nothing is wrong.
+		log.Info("walhook stopped before it had started", "step", err.Error())
+	case err != nil:
 		log.Error("walhook stopped", "error", err.Error())
 		return exitError{1}
+	default:
+		log.Info("walhook stopped")
 	}
-	log.Info("walhook stopped")
 	return nil
 }
 
