@@ -44,7 +44,6 @@ type Options struct {
 	// Confirm is told the end of every newly settled prefix of
 	// transactions.
 	Confirm func(end state.LSN)
-	Client  *Client      // nil: NewClient from Delivery
 	Logger  *slog.Logger // walhook's log
 	Metrics *Metrics
 	// DeliveryLogger receives one line per delivery attempt (source
@@ -91,16 +90,13 @@ func New(opts Options) *Dispatcher {
 		opts:      opts,
 		log:       opts.Logger,
 		clock:     opts.Clock,
-		client:    opts.Client,
+		client:    NewClient(opts.Delivery),
 		source:    opts.Source,
 		userAgent: userAgent(opts.Version, opts.Server),
 		hooks:     make(map[int64]*hook),
 		config:    make(map[int64]Definition),
 		filters:   make(map[int64]*compiledFilter),
 		changed:   make(chan struct{}, 1),
-	}
-	if d.client == nil {
-		d.client = NewClient(opts.Delivery.Concurrency, opts.Delivery.AllowPrivateNetworks, opts.Delivery.AllowCIDRs)
 	}
 	d.tracker.advance = func(_, end state.LSN) {
 		if opts.Confirm != nil {

@@ -66,30 +66,47 @@ type header struct{ name, value string }
 // closed.
 type Client struct {
 	fc    *fasthttp.Client
+	ctx   context.Context // ended by Abort: dials in progress stop
+	abort context.CancelFunc
 	conns connSet
 }
 
-// NewClient returns the client every delivery shares. concurrency is
-// delivery.concurrency: it sizes the connections kept per host.
-func NewClient(concurrency int, allowPrivate bool, allow []netip.Prefix) *Client {
-	return newClient(concurrency, allowPrivate, allow, nil)
+// NewClient returns the client every delivery shares, set up from the
+// delivery settings: Concurrency sizes the connections kept per host,
+// Timeout bounds a TLS handshake as it bounds an attempt, and
+// AllowPrivateNetworks and AllowCIDRs are the dialer's policy.
+func NewClient(d config.Delivery) *Client {
+	return newClient(d, nil)
 }
 
 // newClient is NewClient resolving names with resolver (nil: the default
 // resolver).
-func newClient(concurrency int, allowPrivate bool, allow []netip.Prefix, resolver *net.Resolver) *Client {
-	c := &Client{conns: connSet{m: make(map[*trackedConn]struct{})}}
+func newClient(d config.Delivery, resolver *net.Resolver) *Client {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{ctx: ctx, abort: cancel, conns: connSet{m: make(map[*trackedConn]struct{})}}
 	dialer := &net.Dialer{
 		Timeout:   dialTimeout,
 		KeepAlive: 30 * time.Second,
-		Control:   guard(allowPrivate, allow),
+		Control:   guard(d.AllowPrivateNetworks, d.AllowCIDRs),
 		Resolver:  resolver,
 	}
+	concurrency := d.Concurrency
 	c.fc = &fasthttp.Client{
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
 			return c.dial(dialer, addr, timeout)
 		},
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12},
+		// The TLS handshake runs when a connection is dialled, within this
+		// (without it, it would run inside the first write, with no
+		// deadline but the write's). A request's write is bounded by its
+		// attempt's timeout anyway.
+		WriteTimeout: d.Timeout,
+		// Errors quote no part of a malformed response (it may carry
+		// cookies) into the delivery log.
+		ConfigureClient: func(hc *fasthttp.HostClient) error {
+			hc.SecureErrorLogMessage = true
+			return nil
+		},
 		// Webhooks often share a host; connections beyond what the lanes
 		// use at once are closed when idle.
 		MaxConnsPerHost:     max(1024, concurrency*64),
@@ -103,10 +120,12 @@ func newClient(concurrency int, allowPrivate bool, allow []netip.Prefix, resolve
 		// when the pool holds no connection the receiver closed.
 		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, true },
 		MaxIdemponentCallAttempts: max(1024, concurrency*64) + 1,
-		// Header names go out as attempt spells them (X-WC-Webhook-…).
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		NoDefaultUserAgentHeader:      true,
+		// Request header names go out as attempt spells them
+		// (X-WC-Webhook-…): post disables their normalizing per request.
+		// Response header names are normalized, so Retry-After is found
+		// however the receiver spells it.
+		DisablePathNormalizing:   true,
+		NoDefaultUserAgentHeader: true,
 		// Only an excerpt of a response is read (see post).
 		StreamResponseBody: true,
 	}
@@ -122,12 +141,6 @@ type reuseTransport struct{}
 
 func (reuseTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
 	retry, err := fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
-	if err == nil {
-		if addr, ok := resp.LocalAddr().(*connAddr); ok {
-			addr.conn.served.Store(true)
-		}
-		return retry, nil
-	}
 	return retry && errors.Is(err, errIdleClosed), err
 }
 
@@ -135,13 +148,17 @@ func (reuseTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, 
 // or carrying bytes nobody asked for, before a request was written on it.
 var errIdleClosed = errors.New("kept-alive connection closed by the receiver")
 
-// dial opens a connection for the client, within timeout and dialTimeout.
-// Connections are tracked so that Abort can close them.
+// dial opens a connection for the client, within timeout (none: a
+// request that waited for a free connection) and dialTimeout. Connections
+// are tracked so that Abort can close them.
 func (c *Client) dial(dialer *net.Dialer, addr string, timeout time.Duration) (net.Conn, error) {
 	if c.conns.isClosed() {
 		return nil, errClientClosed
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), min(timeout, dialTimeout))
+	if timeout <= 0 || timeout > dialTimeout {
+		timeout = dialTimeout
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()
 	conn, err := dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -154,6 +171,7 @@ func (c *Client) dial(dialer *net.Dialer, addr string, timeout time.Duration) (n
 // new ones: requests in flight fail at once. The dispatcher calls it when
 // its shutdown grace has run out.
 func (c *Client) Abort() {
+	c.abort()
 	c.conns.closeAll()
 }
 
@@ -208,32 +226,27 @@ func (s *connSet) closeAll() {
 // it out.
 type trackedConn struct {
 	net.Conn
-	set    *connSet
-	local  *connAddr
-	served atomic.Bool // a response has come back on it: it is kept alive
-	// writing is set by a request's first write and cleared by the read of
-	// its response (HTTP/1.1 without pipelining: a connection alternates).
-	writing bool
+	set   *connSet
+	local *connAddr
+	// kept is set by post when a response has been read on the connection
+	// and it may go back to the pool: its next write starts a request on a
+	// kept-alive connection.
+	kept atomic.Bool
 }
 
 // Write writes p. The first write of a request on a kept-alive connection
 // first checks, without blocking, that the receiver has not closed it
-// while it was idle; if it has, nothing is written and the error is
-// errIdleClosed.
+// while it waited in the pool; if it has, nothing is written and the
+// error is errIdleClosed.
+//
+// Over TLS the check sees the socket under the TLS layer: a receiver that
+// sends a record after its response (a late session ticket) makes the
+// connection look closed, which costs a new connection, not a delivery.
 func (tc *trackedConn) Write(p []byte) (int, error) {
-	if !tc.writing {
-		tc.writing = true
-		if tc.served.Load() && !idleOpen(tc.Conn) {
-			return 0, errIdleClosed
-		}
+	if tc.kept.CompareAndSwap(true, false) && !idleOpen(tc.Conn) {
+		return 0, errIdleClosed
 	}
 	return tc.Conn.Write(p)
-}
-
-// Read reads a response's bytes.
-func (tc *trackedConn) Read(p []byte) (int, error) {
-	tc.writing = false
-	return tc.Conn.Read(p)
 }
 
 // LocalAddr returns the connection's local address, through which
@@ -362,9 +375,15 @@ func post(ctx context.Context, c *Client, timeout time.Duration, rawURL string, 
 		if err == io.EOF {
 			err = nil
 		}
+		markKept(resp)
 		_ = resp.CloseBodyStream()
-	} else if len(resp.Body()) > 0 {
-		r.excerpt = strings.ToValidUTF8(string(resp.Body()[:min(len(resp.Body()), excerptLimit)]), "\uFFFD")
+	} else {
+		// No stream: the client read the response whole and has already
+		// put the connection back.
+		markKept(resp)
+		if b := resp.Body(); len(b) > 0 {
+			r.excerpt = strings.ToValidUTF8(string(b[:min(len(b), excerptLimit)]), "\uFFFD")
+		}
 	}
 	if err != nil {
 		r.err = fmt.Errorf("HTTP %d with a response body cut off: %w", r.code, cleanError(err))
@@ -374,6 +393,17 @@ func post(ctx context.Context, c *Client, timeout time.Duration, rawURL string, 
 	}
 	r.duration = time.Since(start)
 	return r
+}
+
+// markKept marks the connection resp came on as one whose next request
+// goes on a kept-alive connection (see trackedConn.Write). It is called
+// before the response's body stream is closed, which hands the
+// connection back to the pool; a connection that is closed instead is
+// not written on again.
+func markKept(resp *fasthttp.Response) {
+	if a, ok := resp.LocalAddr().(*connAddr); ok {
+		a.conn.kept.Store(true)
+	}
 }
 
 // readFull reads from r into buf until buf is full (nil error), r ends

@@ -16,7 +16,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/walhook/walhook/config"
 )
+
+// testDelivery is the delivery settings of the client tests: private
+// networks allowed, since receivers listen on 127.0.0.1.
+var testDelivery = config.Delivery{Concurrency: 1, Timeout: 10 * time.Second, AllowPrivateNetworks: true}
 
 // rawReceiver is a TCP server on 127.0.0.1 that reads each request and
 // answers with the bytes respond writes, then closes the connection.
@@ -130,7 +136,7 @@ func TestTruncatedBodyIsAFailure(t *testing.T) {
 			errHas: "cut off: timed out",
 		},
 	}
-	client := NewClient(1, true, nil)
+	client := NewClient(testDelivery)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			url := rawReceiver(t, tc.respond)
@@ -177,7 +183,7 @@ func TestClosedKeepAliveConnectionIsResent(t *testing.T) {
 					conns.Add(1)
 				}
 			}
-			client := NewClient(1, true, nil)
+			client := NewClient(testDelivery)
 			defer client.Abort()
 			if tls {
 				srv.StartTLS()
@@ -256,7 +262,7 @@ func TestTLSIsVerified(t *testing.T) {
 	defer srv.Close()
 	body := []byte(`{"id":1}`)
 
-	untrusting := NewClient(1, true, nil)
+	untrusting := NewClient(testDelivery)
 	defer untrusting.Abort()
 	r := post(t.Context(), untrusting, 10*time.Second, srv.URL, nil, body, 0)
 	if r.ok() || r.err == nil || !strings.Contains(r.err.Error(), "certificate") {
@@ -266,7 +272,7 @@ func TestTLSIsVerified(t *testing.T) {
 		t.Fatal("the receiver got a request over an unverified connection")
 	}
 
-	trusting := NewClient(1, true, nil)
+	trusting := NewClient(testDelivery)
 	defer trusting.Abort()
 	trusting.fc.TLSConfig.RootCAs = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	if r := post(t.Context(), trusting, 10*time.Second, srv.URL, nil, body, 0); !r.ok() {
@@ -288,7 +294,7 @@ func TestURLReachesTheReceiver(t *testing.T) {
 		got <- seen{user, pass, r.Host, r.RequestURI}
 	}))
 	defer srv.Close()
-	client := NewClient(1, true, nil)
+	client := NewClient(testDelivery)
 	defer client.Abort()
 	hostPort := strings.TrimPrefix(srv.URL, "http://")
 	r := post(t.Context(), client, 10*time.Second, "http://hook%40user:p%3Ass@"+hostPort+"/a/b%2Fc?x=1&y=%20", nil, []byte(`{}`), 0)
@@ -298,6 +304,59 @@ func TestURLReachesTheReceiver(t *testing.T) {
 	want := seen{"hook@user", "p:ss", hostPort, "/a/b%2Fc?x=1&y=%20"}
 	if s := <-got; s != want {
 		t.Errorf("the receiver saw %+v, want %+v", s, want)
+	}
+}
+
+// TestRetryAfterInAnySpelling pins that Retry-After is read whatever the
+// case of its name (receivers behind HTTP/2 proxies send retry-after).
+func TestRetryAfterInAnySpelling(t *testing.T) {
+	client := NewClient(testDelivery)
+	defer client.Abort()
+	for _, name := range []string{"Retry-After", "retry-after", "RETRY-AFTER"} {
+		url := rawReceiver(t, func(w *bufio.Writer, _ <-chan struct{}) {
+			fmt.Fprintf(w, "HTTP/1.1 503 Service Unavailable\r\n%s: 7\r\nContent-Length: 0\r\n\r\n", name)
+		})
+		r := post(t.Context(), client, 10*time.Second, url, nil, []byte(`{}`), time.Minute)
+		if r.code != 503 || r.retryAfter != 7*time.Second {
+			t.Errorf("%s: code %d, retry after %s, err %v: want 503 and 7s", name, r.code, r.retryAfter, r.err)
+		}
+	}
+}
+
+// TestTLSHandshakeStallTimesOut pins an attempt that never ended: a
+// receiver that accepts the connection and never answers the TLS
+// handshake held the lane until shutdown. The handshake is bounded by the
+// delivery timeout.
+func TestTLSHandshakeStallTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // never answered
+		}
+	}()
+	d := testDelivery
+	d.Timeout = time.Second
+	client := NewClient(d)
+	defer client.Abort()
+	done := make(chan result, 1)
+	go func() {
+		done <- post(t.Context(), client, d.Timeout, "https://"+ln.Addr().String()+"/hook", nil, []byte(`{}`), 0)
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil || r.err.Error() != "timed out" {
+			t.Fatalf("code %d, err %v: want timed out", r.code, r.err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("a stalled TLS handshake held the attempt for two minutes")
 	}
 }
 
@@ -314,7 +373,7 @@ func TestAbortCutsRequestsInFlight(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	client := NewClient(1, true, nil)
+	client := NewClient(testDelivery)
 	done := make(chan result, 1)
 	go func() {
 		done <- post(context.Background(), client, time.Hour, srv.URL, nil, []byte(`{}`), 0)
@@ -447,7 +506,7 @@ func TestGuardRefusesResolvedNames(t *testing.T) {
 	}}
 	// 127.0.0.1 is allowed so that a refusal cannot be mistaken for a
 	// name that did not resolve: allowed.test is delivered to.
-	client := newClient(1, false, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, resolver)
+	client := newClient(config.Delivery{Concurrency: 1, Timeout: 10 * time.Second, AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, resolver)
 	for _, name := range []string{"allowed.test", "nat64.test", "sixtofour.test", "compat.test", "zero.test", "thisnet.test",
 		"ietf.test", "bench.test", "reserved.test", "broadcast.test", "private.test"} {
 		t.Run(name, func(t *testing.T) {

@@ -138,7 +138,7 @@ func cmdRun(ctx context.Context, stopSignals func(), args []string, stderr io.Wr
 		Load:       func() (*config.Config, error) { return loadConfig(*path) },
 	})
 	switch {
-	case err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled):
+	case errors.Is(err, app.ErrStartCancelled):
 		// SIGINT or SIGTERM came while walhook was starting: the start
 		// was cut short, as asked, and nothing is wrong.
 		log.Info("walhook stopped before it had started", "step", err.Error())

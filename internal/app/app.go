@@ -17,6 +17,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,14 +71,14 @@ type Options struct {
 func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	w := newWalhook(cfg, opts)
 	if err := w.inspect(ctx); err != nil {
-		return err
+		return startFailed(ctx, err)
 	}
 	if err := w.openPayload(ctx); err != nil {
-		return err
+		return startFailed(ctx, err)
 	}
 	defer w.payload.Close()
 	if err := w.openState(ctx); err != nil {
-		return err
+		return startFailed(ctx, err)
 	}
 	defer w.store.Close()
 	if err := w.listen(); err != nil {
@@ -84,14 +86,28 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer w.ln.Close()
 	if err := w.prepareReplication(ctx); err != nil {
-		return err
+		return startFailed(ctx, err)
 	}
 	if err := w.buildPipeline(ctx); err != nil {
-		return w.undoReplication(ctx, err)
+		return startFailed(ctx, w.undoReplication(ctx, err))
 	}
 	serveErr := w.serve()
 	p := w.startPipeline(ctx)
 	return w.shutdown(p, w.runLoop(ctx, p, serveErr))
+}
+
+// ErrStartCancelled is returned (wrapped) by Run when ctx ended while
+// walhook was starting and that cut the start short: a stop asked for
+// early, not a failure.
+var ErrStartCancelled = errors.New("start cancelled")
+
+// startFailed returns the error of a start step, marked with
+// ErrStartCancelled when it is ctx's ending.
+func startFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", ErrStartCancelled, err)
+	}
+	return err
 }
 
 // walhook is one run of walhook: the configuration, the parts Run builds
