@@ -169,7 +169,9 @@ func (c *Client) dial(dialer *net.Dialer, addr string, timeout time.Duration) (n
 
 // Abort closes every connection, idle or carrying a request, and refuses
 // new ones: requests in flight fail at once. The dispatcher calls it when
-// its shutdown grace has run out.
+// its work ends (its shutdown grace has run out, or Run returns). The
+// fasthttp client's own cleaner goroutines end within idleTimeout once
+// it holds no connection.
 func (c *Client) Abort() {
 	c.abort()
 	c.conns.closeAll()
