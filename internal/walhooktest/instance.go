@@ -15,6 +15,7 @@ import (
 
 	"github.com/walhook/walhook/config"
 	"github.com/walhook/walhook/internal/app"
+	"github.com/walhook/walhook/internal/jsonlog"
 )
 
 // Instance is walhook running in the test's process through app.Run, the
@@ -50,7 +51,7 @@ func Start(t testing.TB, cfg *config.Config, set func(*app.Options)) *Instance {
 	listening := make(chan net.Addr, 1)
 	opts := app.Options{
 		Version:   "test",
-		Logger:    slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.Log.Level})),
+		Logger:    slog.New(jsonlog.New(w, &slog.HandlerOptions{Level: cfg.Log.Level})),
 		Registry:  in.Registry,
 		Listening: func(a net.Addr) { listening <- a },
 	}
