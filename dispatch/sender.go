@@ -334,6 +334,9 @@ func (r result) codeClass() string {
 
 // post sends one request and reads a bounded part of the response.
 // header lists the request's headers; Host and Content-Length are added.
+// timeout bounds the whole attempt, dial and TLS handshake included. A
+// ctx already ended fails the attempt unsent; a request in flight is cut
+// by Client.Abort, not by ctx.
 func post(ctx context.Context, c *Client, timeout time.Duration, rawURL string, header []header, body []byte, retryAfterCap time.Duration) result {
 	start := time.Now()
 	if ctx.Err() != nil {
