@@ -51,8 +51,9 @@ type header struct{ name, value string }
 // Client sends deliveries: HTTP/1.1 POSTs over keep-alive connections, no
 // redirects followed, TLS verified, and a dialer that refuses the addresses
 // config.RefusedAddress names (loopback, private, link-local, multicast,
-// reserved and other special-purpose ranges) unless allowPrivate is set or
-// the address is inside one of allow. The check runs on the resolved
+// reserved and other special-purpose ranges) unless
+// delivery.allow_private_networks is set or the address is inside one of
+// delivery.allow_cidrs. The check runs on the resolved
 // address at dial time, so a host name that resolves to 127.0.0.1 is
 // refused too.
 //
@@ -90,7 +91,8 @@ func newClient(d config.Delivery, resolver *net.Resolver) *Client {
 		Control:   guard(d.AllowPrivateNetworks, d.AllowCIDRs),
 		Resolver:  resolver,
 	}
-	concurrency := d.Concurrency
+	// Webhooks often share a host: room for every lane of many webhooks.
+	maxConns := max(1024, d.Concurrency*64)
 	c.fc = &fasthttp.Client{
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
 			return c.dial(dialer, addr, timeout)
@@ -107,23 +109,22 @@ func newClient(d config.Delivery, resolver *net.Resolver) *Client {
 			hc.SecureErrorLogMessage = true
 			return nil
 		},
-		// Webhooks often share a host; connections beyond what the lanes
-		// use at once are closed when idle.
-		MaxConnsPerHost:     max(1024, concurrency*64),
+		MaxConnsPerHost:     maxConns,
 		MaxConnWaitTimeout:  time.Minute, // bounded by each attempt's timeout
 		MaxIdleConnDuration: idleTimeout,
 		ConnPoolStrategy:    fasthttp.LIFO, // the busiest connections stay warm; the rest go idle
 		ReadBufferSize:      headerLimit,
 		Transport:           reuseTransport{},
-		// reuseTransport allows a retry only for a failure on a kept-alive
-		// connection, which the retry takes out of the pool: retries end
-		// when the pool holds no connection the receiver closed.
+		// reuseTransport allows a retry only for a request found a closed
+		// connection before anything was written (errIdleClosed); each such
+		// retry takes one closed connection out of the pool, so retries end
+		// when the pool holds none.
 		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, true },
-		MaxIdemponentCallAttempts: max(1024, concurrency*64) + 1,
-		// Request header names go out as attempt spells them
-		// (X-WC-Webhook-…): post disables their normalizing per request.
-		// Response header names are normalized, so Retry-After is found
-		// however the receiver spells it.
+		MaxIdemponentCallAttempts: maxConns + 1,
+		// The URL's path goes out as configured. Request header names go
+		// out as attempt spells them (X-WC-Webhook-…): post disables their
+		// normalizing per request, and response header names stay
+		// normalized, so Retry-After is found however it is spelt.
 		DisablePathNormalizing:   true,
 		NoDefaultUserAgentHeader: true,
 		// Only an excerpt of a response is read (see post).
@@ -152,7 +153,7 @@ var errIdleClosed = errors.New("kept-alive connection closed by the receiver")
 // request that waited for a free connection) and dialTimeout. Connections
 // are tracked so that Abort can close them.
 func (c *Client) dial(dialer *net.Dialer, addr string, timeout time.Duration) (net.Conn, error) {
-	if c.conns.isClosed() {
+	if c.ctx.Err() != nil {
 		return nil, errClientClosed
 	}
 	if timeout <= 0 || timeout > dialTimeout {
@@ -205,12 +206,6 @@ func (s *connSet) remove(tc *trackedConn) {
 	s.mu.Unlock()
 }
 
-func (s *connSet) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
 func (s *connSet) closeAll() {
 	s.mu.Lock()
 	s.closed = true
@@ -252,7 +247,7 @@ func (tc *trackedConn) Write(p []byte) (int, error) {
 }
 
 // LocalAddr returns the connection's local address, through which
-// reuseTransport finds the connection a request went on.
+// markKept finds the connection a response came on.
 func (tc *trackedConn) LocalAddr() net.Addr { return tc.local }
 
 // connAddr is a trackedConn's local address.

@@ -137,6 +137,7 @@ func TestTruncatedBodyIsAFailure(t *testing.T) {
 		},
 	}
 	client := NewClient(testDelivery)
+	defer client.Abort()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			url := rawReceiver(t, tc.respond)
@@ -380,9 +381,13 @@ func TestAbortCutsRequestsInFlight(t *testing.T) {
 	}()
 	<-arrived
 	client.Abort()
-	r := <-done
-	if r.err == nil || r.err.Error() == "timed out" {
-		t.Fatalf("code %d, err %v: want the request cut by Abort", r.code, r.err)
+	select {
+	case r := <-done:
+		if r.err == nil || r.err.Error() == "timed out" {
+			t.Fatalf("code %d, err %v: want the request cut by Abort", r.code, r.err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the request was still waiting on its receiver two minutes after Abort")
 	}
 	if r := post(context.Background(), client, time.Hour, srv.URL, nil, []byte(`{}`), 0); !errors.Is(r.err, errClientClosed) {
 		t.Fatalf("after Abort: code %d, err %v, want %v", r.code, r.err, errClientClosed)

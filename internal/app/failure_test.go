@@ -1029,3 +1029,75 @@ func TestDiscardWhileRetrying(t *testing.T) {
 		t.Errorf("%v deliveries parked, want 1 (the later change goes straight out)", d)
 	}
 }
+
+// TestShutdownGraceCutsHangingDeliveries: a receiver that never answers
+// holds walhook's shutdown for delivery.shutdown_grace, not for the
+// attempt's far longer timeout; the delivery cut short is not settled, so
+// it goes out again, with the same delivery id, after the restart.
+func TestShutdownGraceCutsHangingDeliveries(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	pgtest.Exec(t, db, shop.Schema)
+	arrived := make(chan string, 1)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var answered []string
+	hanging := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-WC-Webhook-Delivery-ID")
+		mu.Lock()
+		hang := hanging
+		mu.Unlock()
+		if hang {
+			select {
+			case arrived <- id:
+			default:
+			}
+			<-release
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mu.Lock()
+		answered = append(answered, id)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+
+	cfg := parseConfig(t, baseConfig(t, db, "")+"webhooks:\n"+hookYAML(1, "product.created", srv.URL))
+	cfg.Delivery.Timeout = 10 * time.Minute
+	cfg.Delivery.ShutdownGrace = 100 * time.Millisecond
+	in := start(t, cfg)
+	pgtest.Exec(t, db, `INSERT INTO products (id, name, sku, price) VALUES (1, 'p', 'sku1', 1)`)
+	var cut string
+	select {
+	case cut = <-arrived:
+	case <-time.After(walhooktest.Patience()):
+		t.Fatal("the delivery did not reach the receiver")
+	}
+
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		in.stop(t)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(walhooktest.Patience()):
+		t.Fatalf("walhook still stopping %s after the stop, with a shutdown grace of %s", walhooktest.Patience(), cfg.Delivery.ShutdownGrace)
+	}
+
+	mu.Lock()
+	hanging = false
+	mu.Unlock()
+	start(t, cfg)
+	eventually(t, "the cut delivery to be delivered after the restart", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(answered) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if answered[0] != cut {
+		t.Errorf("delivered %s after the restart, want the cut delivery %s", answered[0], cut)
+	}
+}
